@@ -1,0 +1,1 @@
+"""Contextrast: contextual contrastive learning for semantic segmentation (CVPR 2024)."""

@@ -1,0 +1,1 @@
+"""Registration of the real datasets (import side effect)."""

@@ -1,0 +1,31 @@
+"""Shared pytest configuration: the ``slow`` marker and common fixtures."""
+import os
+
+import pytest
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long end-to-end or multi-process test (--runslow)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow (make test-all)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def camvid_root():
+    """Root of the real CamVid files, or skip when they are absent."""
+    root = os.path.join(os.environ.get("DETECTRON2_DATASETS", ""), "camvid")
+    for candidate in (root, os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "camvid")):
+        if os.path.isdir(os.path.join(candidate, "train")):
+            return os.path.abspath(candidate)
+    pytest.skip("CamVid not found under $DETECTRON2_DATASETS/camvid or ../shared/data/camvid")
