@@ -49,3 +49,32 @@ def add_contextrast_config(cfg):
 
     # Colour jitter (brightness / contrast / saturation) in the training augmentations.
     cfg.INPUT.COLOR_JITTER = True
+
+    cfg.MODEL.HRNET = CN()
+    # timm HRNet variant: hrnet_w18_small, hrnet_w18_small_v2, hrnet_w18, hrnet_w32, hrnet_w48, ...
+    cfg.MODEL.HRNET.NAME = "hrnet_w48"
+    # Returned branches, subset of branch1..branch4 (strides 4/8/16/32).
+    cfg.MODEL.HRNET.OUT_FEATURES = ["branch1", "branch2", "branch3", "branch4"]
+    # Backbone normalisation: "BN", "SyncBN" (multi-GPU training) or "FrozenBN".
+    cfg.MODEL.HRNET.NORM = "BN"
+    # Local timm ImageNet checkpoint of MODEL.HRNET.NAME (.safetensors/.pth); "" = random init.
+    cfg.MODEL.HRNET.PRETRAINED = ""
+    # OCRHead: width of the pixel / object-region / augmented representations.
+    cfg.MODEL.SEM_SEG_HEAD.OCR_MID_CHANNELS = 512
+    # OCRHead: width of the object-contextual attention (query / key / value).
+    cfg.MODEL.SEM_SEG_HEAD.OCR_KEY_CHANNELS = 256
+    # OCRHead: Dropout2d probability before the classifier.
+    cfg.MODEL.SEM_SEG_HEAD.OCR_DROPOUT = 0.05
+    # OCRHead: weight of loss_sem_seg_aux, the soft object region (auxiliary) loss.
+    cfg.MODEL.SEM_SEG_HEAD.OCR_AUX_LOSS_WEIGHT = 0.4
+
+
+def get_contextrast_cfg():
+    """detectron2's defaults + DeepLab's keys + Contextrast's keys (a fresh, unfrozen config)."""
+    from detectron2.config import get_cfg
+    from detectron2.projects.deeplab import add_deeplab_config
+
+    cfg = get_cfg()
+    add_deeplab_config(cfg)
+    add_contextrast_config(cfg)
+    return cfg

@@ -1,0 +1,1 @@
+"""Backbones (BACKBONE_REGISTRY)."""

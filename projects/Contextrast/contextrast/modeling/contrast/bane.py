@@ -1,0 +1,114 @@
+"""BANE: boundary-aware negative sampling from class-wise error maps (training only).
+
+A mispredicted pixel with ground truth ``n`` and prediction ``m`` was confused with class ``m``, so
+it is a hard negative of anchor ``m``. Each such pixel lies in exactly one class-wise error map:
+``B^m = [pred = m, gt != m]`` under the ``fp`` reading (default) or ``B^n = [gt = n, pred != n]``
+under the ``fn`` reading (the map as printed in the paper). The reading only decides which region's
+boundary ranks the pixel. Within every (image, map) pair the ``ceil(K * |B|)`` pixels nearest the
+region boundary (smallest Euclidean distance transform) are kept.
+"""
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .distance_transform import squared_distance_transform
+
+__all__ = ["BaneSelection", "error_maps", "select_boundary_negatives"]
+
+ERROR_MAP_READINGS = ("fp", "fn")
+
+
+@dataclass
+class BaneSelection:
+    """BANE output for one layer.
+
+    Attributes:
+        negatives: (B, H, W) bool, the selected hard negatives.
+        anchor: (B, H, W) long, the class whose anchor each selected pixel is a negative of (the
+            predicted class); meaningful where ``negatives`` is True.
+        num_errors: () long, number of mispredicted (non-ignored) pixels in the batch.
+    """
+
+    negatives: Tensor
+    anchor: Tensor
+    num_errors: Tensor
+
+
+def error_maps(pred: Tensor, gt: Tensor, num_classes: int, ignore_value: int, reading: str):
+    """Class-wise binary error maps.
+
+    Args:
+        pred: (B, H, W) long predicted classes.
+        gt: (B, H, W) long ground truth, ``ignore_value`` marks ignored pixels.
+        num_classes: N.
+        ignore_value: ignore label of ``gt``.
+        reading: ``"fp"`` -> ``B^n = [pred = n, gt != n]``; ``"fn"`` -> ``B^n = [gt = n, pred != n]``.
+
+    Returns:
+        maps: (B, N, H, W) bool.
+        region: (B, H, W) long, index of the map each mispredicted pixel belongs to.
+        wrong: (B, H, W) bool, mispredicted non-ignored pixels.
+    """
+    if reading not in ERROR_MAP_READINGS:
+        raise ValueError(f"BANE error-map reading must be one of {ERROR_MAP_READINGS}, got {reading!r}")
+    wrong = (gt != ignore_value) & (pred != gt)
+    region = pred if reading == "fp" else gt
+    region = torch.where(wrong, region, torch.zeros_like(region))
+    classes = torch.arange(num_classes, device=pred.device)[None, :, None, None]
+    maps = wrong[:, None] & (region[:, None] == classes)
+    return maps, region, wrong
+
+
+def select_boundary_negatives(
+    pred: Tensor,
+    gt: Tensor,
+    *,
+    num_classes: int,
+    ignore_value: int,
+    top_k_ratio: float,
+    reading: str = "fp",
+) -> BaneSelection:
+    """Select, per image and error map, the K% of error pixels nearest the region boundary.
+
+    Ties in distance are broken by raster order, so exactly ``ceil(K * |B|)`` pixels are kept from
+    every non-empty map. No host synchronisation on CUDA.
+
+    Args:
+        pred: (B, H, W) long predicted classes (final prediction resized to this layer).
+        gt: (B, H, W) long ground truth at this layer.
+        num_classes: N.
+        ignore_value: ignore label.
+        top_k_ratio: K in (0, 1].
+        reading: ``"fp"`` or ``"fn"`` (see module docstring).
+
+    Returns:
+        :class:`BaneSelection`.
+    """
+    if not 0.0 < top_k_ratio <= 1.0:
+        raise ValueError(f"BANE top_k_ratio must be in (0, 1], got {top_k_ratio}")
+    b, h, w = gt.shape
+    maps, region, wrong = error_maps(pred, gt, num_classes, ignore_value, reading)
+    dist2 = squared_distance_transform(maps)  # (B, N, H, W); each pixel is in at most one map
+    dist2 = dist2.gather(1, region[:, None]).squeeze(1).flatten(1)  # (B, H*W)
+
+    # Sort every image's error pixels by (map, distance, raster index); pixels outside any map last.
+    # Squared distances are integers bounded by H^2 + W^2, so the key is exact in int64.
+    span = h * h + w * w + 1
+    key = region.flatten(1) * span + dist2.long()
+    key = torch.where(wrong.flatten(1), key, torch.full_like(key, num_classes * span))
+    order = torch.sort(key, dim=1, stable=True).indices  # (B, H*W)
+
+    # Rank of each pixel within its map = sorted position - number of pixels in earlier maps.
+    counts = maps.flatten(2).sum(-1)  # (B, N)
+    starts = counts.cumsum(1) - counts
+    sorted_region = region.flatten(1).gather(1, order)
+    positions = torch.arange(h * w, device=gt.device).expand(b, -1)
+    sorted_rank = positions - starts.gather(1, sorted_region)
+    rank = torch.empty_like(sorted_rank).scatter_(1, order, sorted_rank)
+
+    # The epsilon keeps e.g. 10 * 0.3 = 3.0000000000000004 from rounding up to 4.
+    keep = torch.ceil(counts.to(torch.float64) * top_k_ratio - 1e-9).long()  # (B, N)
+    quota = keep.gather(1, region.flatten(1))
+    negatives = wrong & (rank < quota).view(b, h, w)
+    return BaneSelection(negatives=negatives, anchor=pred, num_errors=wrong.sum())

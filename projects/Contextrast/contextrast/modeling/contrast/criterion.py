@@ -1,0 +1,194 @@
+"""ContextrastCriterion: CCL anchors + BANE negatives + pixel-anchor loss over all layers.
+
+A stateless object (no parameters, no buffers), so nothing of it can reach a checkpoint or an
+exported graph. The meta-architecture calls it only in training.
+"""
+import logging
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from detectron2.config import configurable
+from torch import Tensor
+
+from .anchors import class_anchors, mix_anchors
+from .bane import ERROR_MAP_READINGS, select_boundary_negatives
+from .loss import pixel_anchor_loss
+from .sampling import sample_negatives, sample_positives
+
+__all__ = ["ContextrastCriterion"]
+
+logger = logging.getLogger(__name__)
+
+
+def _resize_labels(labels: Tensor, size: Tuple[int, int]) -> Tensor:
+    """Nearest-neighbour resize of (B, H, W) integer maps to ``size``."""
+    if tuple(labels.shape[-2:]) == tuple(size):
+        return labels
+    return F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
+
+
+class ContextrastCriterion:
+    """Computes ``alpha * sum_i lambda_i * L_i`` from per-layer embeddings.
+
+    Layers are ordered shallowest first; the last one is the deepest layer I whose anchors are
+    mixed into the others.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        in_features: Sequence[str],
+        num_classes: int,
+        ignore_value: int,
+        temperature: float,
+        layer_weights: Sequence[float],
+        loss_weight: float,
+        warmup_iters: int,
+        anchor_weight_low: float,
+        anchor_weight_high: float,
+        max_positives: int,
+        min_negatives: int,
+        max_negatives: int,
+        bane_enabled: bool,
+        bane_top_k_ratio: float,
+        bane_error_map: str,
+    ):
+        """All arguments mirror ``MODEL.CONTEXTRAST.*``; see ``contextrast/config.py``."""
+        self.in_features = list(in_features)
+        self.num_classes = num_classes
+        self.ignore_value = ignore_value
+        self.temperature = temperature
+        self.layer_weights = [float(w) for w in layer_weights]
+        self.loss_weight = loss_weight
+        self.warmup_iters = warmup_iters
+        self.anchor_weight_low = anchor_weight_low
+        self.anchor_weight_high = anchor_weight_high
+        self.max_positives = max_positives
+        self.min_negatives = min_negatives
+        self.max_negatives = max_negatives
+        self.bane_enabled = bane_enabled
+        self.bane_top_k_ratio = bane_top_k_ratio
+        self.bane_error_map = bane_error_map
+        self._validate()
+
+    def _validate(self) -> None:
+        def bad(key, value, expected):
+            raise ValueError(f"MODEL.CONTEXTRAST.{key} = {value!r}: expected {expected}")
+
+        if not self.in_features:
+            bad("IN_FEATURES", self.in_features, "at least one backbone feature name")
+        if len(self.layer_weights) != len(self.in_features):
+            bad("LAYER_WEIGHTS", self.layer_weights,
+                f"{len(self.in_features)} weights, one per IN_FEATURES entry {self.in_features}")  # fmt: skip
+        if any(w < 0 for w in self.layer_weights):
+            bad("LAYER_WEIGHTS", self.layer_weights, "non-negative weights")
+        if not self.temperature > 0:
+            bad("TEMPERATURE", self.temperature, "a positive number")
+        if self.loss_weight < 0:
+            bad("LOSS_WEIGHT", self.loss_weight, "a non-negative number")
+        if self.warmup_iters < 0:
+            bad("WARMUP_ITERS", self.warmup_iters, "a non-negative integer")
+        if self.max_positives < 1:
+            bad("MAX_POSITIVES", self.max_positives, "a positive integer")
+        if not 0 <= self.min_negatives <= self.max_negatives or self.max_negatives < 1:
+            bad("MIN_NEGATIVES/MAX_NEGATIVES", (self.min_negatives, self.max_negatives),
+                "0 <= MIN_NEGATIVES <= MAX_NEGATIVES and MAX_NEGATIVES >= 1")  # fmt: skip
+        if not 0.0 < self.bane_top_k_ratio <= 1.0:
+            bad("BANE.TOP_K_RATIO", self.bane_top_k_ratio, "a value in (0, 1]")
+        if self.bane_error_map not in ERROR_MAP_READINGS:
+            bad("BANE.ERROR_MAP", self.bane_error_map, f"one of {ERROR_MAP_READINGS}")
+
+    @classmethod
+    def from_config(cls, cfg):
+        c = cfg.MODEL.CONTEXTRAST
+        return {
+            "in_features": c.IN_FEATURES,
+            "num_classes": cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
+            "ignore_value": cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
+            "temperature": c.TEMPERATURE,
+            "layer_weights": c.LAYER_WEIGHTS,
+            "loss_weight": c.LOSS_WEIGHT,
+            "warmup_iters": c.WARMUP_ITERS,
+            "anchor_weight_low": c.ANCHOR_WEIGHT_LOW,
+            "anchor_weight_high": c.ANCHOR_WEIGHT_HIGH,
+            "max_positives": c.MAX_POSITIVES,
+            "min_negatives": c.MIN_NEGATIVES,
+            "max_negatives": c.MAX_NEGATIVES,
+            "bane_enabled": c.BANE.ENABLED,
+            "bane_top_k_ratio": c.BANE.TOP_K_RATIO,
+            "bane_error_map": c.BANE.ERROR_MAP,
+        }
+
+    def effective_weight(self, iteration: int) -> float:
+        """alpha, ramped linearly from 0 over ``warmup_iters`` iterations."""
+        if self.warmup_iters <= 0:
+            return self.loss_weight
+        return self.loss_weight * min(1.0, (iteration + 1) / self.warmup_iters)
+
+    def __call__(
+        self, embeddings: Dict[str, Tensor], logits: Tensor, targets: Tensor, iteration: int = 0
+    ) -> Tuple[Dict[str, Tensor], Dict[str, Tensor]]:
+        """
+        Args:
+            embeddings: feature name -> (B, D, H_i, W_i) unit-norm embeddings, for every
+                ``in_features`` entry.
+            logits: (B, K, H', W') final segmentation logits (any stride); only their argmax is
+                used, for BANE.
+            targets: (B, H, W) long ground truth at input resolution (``ignore_value`` = ignore).
+            iteration: training iteration, for the warm-up of alpha.
+
+        Returns:
+            losses: ``{"loss_contrast": alpha * sum_i lambda_i L_i}``.
+            stats: detached scalars to log: per-layer ``L_i``, BANE negatives, anchors used.
+        """
+        # The contrastive math (exp of similarity / tau) stays in float32 under AMP.
+        with torch.autocast(device_type=targets.device.type, enabled=False):
+            return self._compute(embeddings, logits.detach(), targets, iteration)
+
+    def _compute(self, embeddings, logits, targets, iteration):
+        pred = logits.argmax(dim=1)
+        flat: List[Tensor] = []
+        labels: List[Tensor] = []
+        preds: List[Tensor] = []
+        anchors, present = [], []
+        for name in self.in_features:
+            emb = embeddings[name].float()
+            size = tuple(emb.shape[-2:])
+            gt_l = _resize_labels(targets, size)
+            flat.append(emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1]))
+            labels.append(gt_l)
+            preds.append(_resize_labels(pred, size))
+            a, p = class_anchors(flat[-1], gt_l.flatten(), self.num_classes)
+            anchors.append(a)
+            present.append(p)
+        anchors = mix_anchors(anchors, present, self.anchor_weight_low, self.anchor_weight_high)
+
+        total = flat[-1].new_zeros(())
+        stats = {}
+        for name, w, emb, gt_l, pred_l, anchor in zip(
+            self.in_features, self.layer_weights, flat, labels, preds, anchors
+        ):
+            gt_flat = gt_l.flatten()
+            bane_neg = bane_anchor = None
+            if self.bane_enabled:
+                sel = select_boundary_negatives(
+                    pred_l, gt_l, num_classes=self.num_classes, ignore_value=self.ignore_value,
+                    top_k_ratio=self.bane_top_k_ratio, reading=self.bane_error_map,
+                )  # fmt: skip
+                bane_neg, bane_anchor = sel.negatives.flatten(), sel.anchor.flatten()
+            pos_idx, pos_ok = sample_positives(gt_flat, self.num_classes, self.max_positives)
+            neg_idx, neg_ok, num_bane = sample_negatives(
+                gt_flat, self.num_classes, min_count=self.min_negatives,
+                max_count=self.max_negatives, bane_negatives=bane_neg, bane_anchor=bane_anchor,
+            )  # fmt: skip
+            loss, used = pixel_anchor_loss(
+                emb, anchor, pos_idx, pos_ok, neg_idx, neg_ok, self.temperature
+            )
+            total = total + w * loss
+            stats[f"contrast/loss_{name}"] = loss.detach()
+            stats[f"contrast/anchors_{name}"] = used.detach().float()
+            stats[f"contrast/bane_negatives_{name}"] = num_bane.sum().float()
+        losses = {"loss_contrast": self.effective_weight(iteration) * total}
+        return losses, stats

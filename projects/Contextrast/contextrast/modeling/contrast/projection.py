@@ -1,0 +1,66 @@
+"""Projection heads pi_i that map a backbone layer to L2-normalised embeddings (training only)."""
+from typing import Dict
+
+import torch.nn as nn
+import torch.nn.functional as F
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec, get_norm
+from detectron2.utils.registry import Registry
+from torch import Tensor
+
+__all__ = ["CONTRAST_HEADS_REGISTRY", "ConvMLPProjectionHead", "build_contrast_heads"]
+
+CONTRAST_HEADS_REGISTRY = Registry("CONTRAST_HEADS")
+CONTRAST_HEADS_REGISTRY.__doc__ = """
+Registry for Contextrast projection heads. A registered class is called as
+``cls(cfg, input_shape: ShapeSpec)`` (through ``@configurable``) and maps a feature map
+``(B, C, H, W)`` to L2-normalised embeddings ``(B, D, H, W)``.
+"""
+
+
+@CONTRAST_HEADS_REGISTRY.register()
+class ConvMLPProjectionHead(nn.Module):
+    """``Conv1x1(C->C) -> ReLU -> Norm -> Conv1x1(C->D)``, then L2 normalisation over channels."""
+
+    @configurable
+    def __init__(self, in_channels: int, *, proj_dim: int, norm: str = "BN"):
+        """
+        Args:
+            in_channels: C, channels of the backbone layer.
+            proj_dim: D, embedding dimension.
+            norm: detectron2 norm name for the hidden layer ("BN", "SyncBN", "GN", ...).
+        """
+        super().__init__()
+        self.proj = nn.Sequential(
+            nn.Conv2d(in_channels, in_channels, kernel_size=1),
+            nn.ReLU(inplace=True),
+            get_norm(norm, in_channels),
+            nn.Conv2d(in_channels, proj_dim, kernel_size=1),
+        )
+
+    @classmethod
+    def from_config(cls, cfg, input_shape: ShapeSpec):
+        norm = cfg.MODEL.SEM_SEG_HEAD.NORM
+        return {
+            "in_channels": input_shape.channels,
+            "proj_dim": cfg.MODEL.CONTEXTRAST.PROJ_DIM,
+            # An empty head norm means "no norm" for detectron2 heads; the projection keeps BN.
+            "norm": norm if norm else "BN",
+        }
+
+    def forward(self, x: Tensor) -> Tensor:
+        """
+        Args:
+            x: (B, C, H, W) features.
+
+        Returns:
+            (B, D, H, W) unit-norm embeddings.
+        """
+        return F.normalize(self.proj(x), p=2, dim=1)
+
+
+def build_contrast_heads(cfg, input_shape: Dict[str, ShapeSpec]) -> nn.ModuleDict:
+    """One projection head per ``MODEL.CONTEXTRAST.IN_FEATURES`` entry, keyed by feature name."""
+    name = cfg.MODEL.CONTEXTRAST.PROJ_HEAD_NAME
+    head_cls = CONTRAST_HEADS_REGISTRY.get(name)
+    return nn.ModuleDict({f: head_cls(cfg, input_shape[f]) for f in cfg.MODEL.CONTEXTRAST.IN_FEATURES})

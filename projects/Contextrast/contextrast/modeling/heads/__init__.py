@@ -1,0 +1,6 @@
+"""Semantic-segmentation heads (SEM_SEG_HEADS_REGISTRY), all with the layers()/losses() split."""
+from .aspp import ASPPHead, build_sem_seg_loss
+from .hrnet_head import HRNetV2Head
+from .ocr_head import OCRHead
+
+__all__ = ["ASPPHead", "HRNetV2Head", "OCRHead", "build_sem_seg_loss"]
