@@ -1,7 +1,7 @@
 """Training-only parts of Contextrast: projection heads, CCL anchors, BANE and the loss."""
 from .bane import BaneSelection, error_maps, select_boundary_negatives
 from .criterion import ContextrastCriterion
-from .distance_transform import distance_transform, squared_distance_transform
+from .edt import distance_transform, squared_distance_transform
 from .projection import CONTRAST_HEADS_REGISTRY, ConvMLPProjectionHead, build_contrast_heads
 
 __all__ = [k for k in globals().keys() if not k.startswith("_")]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .distance_transform import squared_distance_transform
+from .edt import squared_distance_transform
 
 __all__ = ["BaneSelection", "error_maps", "select_boundary_negatives"]
 

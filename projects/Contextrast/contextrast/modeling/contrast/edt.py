@@ -38,27 +38,32 @@ def _row_distance(mask: Tensor) -> Tensor:
     return torch.minimum(pos - left, right - pos)
 
 
-def _column_envelope(f2: Tensor, max_offset: int) -> Tensor:
-    """``out[n, y, x] = min_y' (y - y')^2 + f2[n, y', x]`` over ``|y - y'| <= max_offset``.
+def _column_envelope_broadcast(f2: Tensor) -> Tensor:
+    """``out[n, y, x] = min_y' (y - y')^2 + f2[n, y', x]`` as one broadcast min per chunk of maps.
+
+    No data-dependent bound, hence no host synchronisation: the CUDA path.
 
     Args:
         f2: (N, H, W) float32 squared row distances (``inf`` allowed).
-        max_offset: largest ``|y - y'|`` that can improve the minimum.
 
     Returns:
         (N, H, W) float32 squared distances.
     """
     h = f2.shape[1]
-    if f2.is_cuda:
-        # Broadcast over all offsets at once: no data-dependent bound, hence no host sync.
-        y = torch.arange(h, device=f2.device, dtype=torch.float32)
-        dy2 = (y[:, None] - y[None, :]).square()[None, :, :, None]  # (1, H_out, H_in, 1)
-        per_map = h * h * f2.shape[2]
-        step = max(1, _CHUNK_ELEMENTS // max(per_map, 1))
-        chunks = [
-            (dy2 + f2[i : i + step, None]).amin(dim=2) for i in range(0, f2.shape[0], step)
-        ]
-        return torch.cat(chunks) if chunks else f2.clone()
+    y = torch.arange(h, device=f2.device, dtype=torch.float32)
+    dy2 = (y[:, None] - y[None, :]).square()[None, :, :, None]  # (1, H_out, H_in, 1)
+    step = max(1, _CHUNK_ELEMENTS // max(h * h * f2.shape[2], 1))
+    chunks = [(dy2 + f2[i : i + step, None]).amin(dim=2) for i in range(0, f2.shape[0], step)]
+    return torch.cat(chunks) if chunks else f2.clone()
+
+
+def _column_envelope_loop(f2: Tensor, max_offset: int) -> Tensor:
+    """Same as :func:`_column_envelope_broadcast`, restricted to ``|y - y'| <= max_offset``.
+
+    A loop over offsets with in-place minima: memory-light and fast on the CPU when the bound is
+    small (thin error regions), which is what BANE produces.
+    """
+    h = f2.shape[1]
     out = f2.clone()
     for d in range(1, min(max_offset, h - 1) + 1):
         cost = float(d * d)
@@ -94,15 +99,16 @@ def squared_distance_transform(mask: Tensor) -> Tensor:
     if transposed:  # run the quadratic pass along the shorter axis
         maps = maps.transpose(1, 2)
     row = _row_distance(maps)
-    max_offset = maps.shape[1] - 1
-    if not maps.is_cuda and maps.numel() > 0:
+    if maps.is_cuda:
+        d2 = _column_envelope_broadcast(row.square())
+    else:
         # Any distance is at most the 1-D distance along a row or a column, so offsets beyond the
         # largest such bound cannot win. Reading it costs nothing on the CPU.
         col = _row_distance(maps.transpose(1, 2).contiguous()).transpose(1, 2)
         bound = torch.minimum(row, col)
         finite = bound[torch.isfinite(bound)]
         max_offset = int(finite.max().item()) if finite.numel() else 0
-    d2 = _column_envelope(row.square(), max_offset)
+        d2 = _column_envelope_loop(row.square(), max_offset)
 
     # Maps with no background: distance to the border, min(y + 1, x + 1, H - y, W - x).
     mh, mw = maps.shape[1:]

@@ -1,0 +1,45 @@
+"""CCL anchors and contextual anchor mixing, against hand-computed values."""
+import torch
+import torch.nn.functional as F
+
+from contextrast.modeling.contrast.anchors import class_anchors, class_sums, mix_anchors
+
+IGNORE = 255
+
+
+def test_class_means_by_hand():
+    emb = torch.tensor([[1.0, 0.0], [0.0, 1.0], [3.0, 1.0], [5.0, 5.0], [7.0, 7.0]])
+    labels = torch.tensor([0, 0, 2, IGNORE, 2])
+    anchors, present = class_anchors(emb, labels, num_classes=3)
+    torch.testing.assert_close(anchors[0], torch.tensor([0.5, 0.5]))
+    torch.testing.assert_close(anchors[2], torch.tensor([5.0, 4.0]))
+    torch.testing.assert_close(anchors[1], torch.zeros(2))  # absent class: no anchor
+    assert present.tolist() == [True, False, True]
+    sums, counts = class_sums(emb, labels, 3)
+    assert counts.tolist() == [2.0, 0.0, 2.0]  # the ignored pixel is in no class
+
+
+def test_mixing_by_hand():
+    a_low = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 4.0]])
+    a_high = torch.tensor([[0.0, 1.0], [5.0, 5.0], [0.0, 0.0]])
+    present_low = torch.tensor([True, True, True])
+    present_high = torch.tensor([True, False, False])
+    low, high = mix_anchors([a_low, a_high], [present_low, present_high], w_low=0.25, w_high=0.75)
+    # class 0 present in both: normalise(0.25 * [1, 0] + 0.75 * [0, 1])
+    torch.testing.assert_close(low[0], F.normalize(torch.tensor([0.25, 0.75]), dim=0))
+    # classes 1, 2 absent at the deepest layer: the layer's own anchor stands (normalised)
+    torch.testing.assert_close(low[1], torch.tensor([0.0, 1.0]))
+    torch.testing.assert_close(low[2], torch.tensor([0.6, 0.8]))
+    # the deepest layer's anchors are only normalised
+    torch.testing.assert_close(high[0], torch.tensor([0.0, 1.0]))
+    torch.testing.assert_close(high[2], torch.zeros(2))
+
+
+def test_anchors_are_not_detached():
+    emb = torch.randn(6, 4, requires_grad=True)
+    labels = torch.tensor([0, 1, 1, 0, 2, IGNORE])
+    anchors, _ = class_anchors(emb, labels, 3)
+    (low,) = mix_anchors([anchors], [torch.ones(3, dtype=torch.bool)], 0.5, 0.5)
+    low[1].sum().backward()
+    grad_rows = emb.grad.abs().sum(1) > 0
+    assert grad_rows.tolist() == [False, True, True, False, False, False]

@@ -1,0 +1,110 @@
+"""Pixel-anchor InfoNCE loss against a naive loop implementation; samplers."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from contextrast.modeling.contrast.loss import pixel_anchor_loss
+from contextrast.modeling.contrast.sampling import sample_negatives, sample_positives
+
+IGNORE = 255
+
+
+def _naive_loss(emb, anchors, pos_index, pos_valid, neg_index, neg_valid, tau):
+    """The spec's formula written with Python loops over anchors and pixels."""
+    per_anchor = []
+    for n in range(anchors.shape[0]):
+        pos = [int(i) for i, ok in zip(pos_index[n], pos_valid[n]) if ok]
+        neg = [int(i) for i, ok in zip(neg_index[n], neg_valid[n]) if ok]
+        if not pos or not neg:
+            continue
+        neg_sum = sum(torch.exp(anchors[n] @ emb[j] / tau) for j in neg)
+        terms = []
+        for i in pos:
+            e = torch.exp(anchors[n] @ emb[i] / tau)
+            terms.append(-torch.log(e / (e + neg_sum)))
+        per_anchor.append(sum(terms) / len(terms))
+    return sum(per_anchor) / len(per_anchor)
+
+
+def _case(seed, p=40, d=8, n=4, kp=6, kn=9):
+    g = torch.Generator().manual_seed(seed)
+    emb = F.normalize(torch.randn(p, d, generator=g, dtype=torch.float64), dim=1)
+    anchors = F.normalize(torch.randn(n, d, generator=g, dtype=torch.float64), dim=1)
+    pos_index = torch.randint(0, p, (n, kp), generator=g)
+    neg_index = torch.randint(0, p, (n, kn), generator=g)
+    pos_valid = torch.rand(n, kp, generator=g) < 0.7
+    neg_valid = torch.rand(n, kn, generator=g) < 0.6
+    pos_valid[0] = False  # an anchor without positives
+    neg_valid[1] = False  # an anchor without negatives
+    pos_valid[2:, 0] = True
+    neg_valid[2:, 0] = True
+    return emb, anchors, pos_index, pos_valid, neg_index, neg_valid
+
+
+@pytest.mark.parametrize("tau", [0.1, 0.5])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_naive_loop_values_and_gradients(seed, tau):
+    emb, anchors, pi, pv, ni, nv = _case(seed)
+    emb1, anc1 = emb.clone().requires_grad_(), anchors.clone().requires_grad_()
+    emb2, anc2 = emb.clone().requires_grad_(), anchors.clone().requires_grad_()
+    loss, used = pixel_anchor_loss(emb1, anc1, pi, pv, ni, nv, tau)
+    ref = _naive_loss(emb2, anc2, pi, pv, ni, nv, tau)
+    torch.testing.assert_close(loss, ref)
+    assert int(used) == 2
+    loss.backward()
+    ref.backward()
+    torch.testing.assert_close(emb1.grad, emb2.grad)
+    torch.testing.assert_close(anc1.grad, anc2.grad)
+
+
+def test_no_usable_anchor_gives_connected_zero():
+    emb, anchors, pi, pv, ni, nv = _case(3)
+    emb = emb.float().requires_grad_()
+    loss, used = pixel_anchor_loss(emb, anchors.float(), pi, pv, ni, torch.zeros_like(nv), 0.1)
+    assert loss.item() == 0.0 and int(used) == 0
+    loss.backward()  # still part of the graph
+    assert torch.all(torch.isfinite(emb.grad)) and torch.all(emb.grad == 0)
+
+
+def test_positive_sampler_caps_and_covers_classes():
+    labels = torch.tensor([0] * 10 + [1] * 3 + [IGNORE] * 5 + [3] * 7)
+    index, valid = sample_positives(labels, num_classes=4, max_per_class=5)
+    assert index.shape == (4, 5)
+    assert valid.sum(1).tolist() == [5, 3, 0, 5]
+    for n in range(4):
+        picked = index[n][valid[n]]
+        assert torch.all(labels[picked] == n)
+        assert picked.unique().numel() == picked.numel()  # without replacement
+
+
+def test_negative_sampler_prefers_bane_and_tops_up():
+    labels = torch.tensor([0] * 6 + [1] * 6 + [2] * 6 + [IGNORE] * 2)
+    bane = torch.zeros(20, dtype=torch.bool)
+    bane_anchor = torch.zeros(20, dtype=torch.long)
+    bane[[6, 7, 12]] = True  # class-1 and class-2 pixels predicted as class 0
+    index, valid, num_bane = sample_negatives(
+        labels, 3, min_count=5, max_count=8, bane_negatives=bane, bane_anchor=bane_anchor
+    )
+    assert num_bane.tolist() == [3, 0, 0]
+    assert valid.sum(1).tolist() == [5, 5, 5]  # topped up to MIN_NEGATIVES
+    chosen0 = set(index[0][valid[0]].tolist())
+    assert {6, 7, 12} <= chosen0  # every BANE negative first
+    for n in range(3):
+        assert torch.all(labels[index[n][valid[n]]] != n)
+        assert not torch.any(labels[index[n][valid[n]]] == IGNORE)
+
+
+def test_negative_sampler_caps_bane_and_random_without_bane():
+    labels = torch.tensor([0] * 4 + [1] * 30)
+    bane = torch.ones(34, dtype=torch.bool)
+    bane[:4] = False
+    index, valid, num_bane = sample_negatives(
+        labels, 2, min_count=2, max_count=10, bane_negatives=bane,
+        bane_anchor=torch.zeros(34, dtype=torch.long),
+    )  # fmt: skip
+    assert num_bane.tolist() == [30, 0] and valid.sum(1).tolist() == [10, 2]
+    index, valid, _ = sample_negatives(labels, 2, min_count=2, max_count=10)
+    assert valid.sum(1).tolist() == [10, 4]  # without BANE: MAX_NEGATIVES random others
+    assert math.isclose(float(labels[index[0][valid[0]]].float().mean()), 1.0)
