@@ -25,8 +25,9 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q tests --runslow
 
 lint: $(STAMP)
-	$(PY) -m black --check -l 100 projects tools deploy bench tests scripts
-	$(PY) -m isort --check --profile black -l 100 projects tools deploy bench tests scripts
+	$(PY) -m black --check projects tools deploy bench tests scripts datasets
+	$(PY) -m isort --check projects tools deploy bench tests scripts datasets
+	$(PY) -m flake8 projects tools deploy bench tests scripts datasets
 
 clean:
 	rm -rf $(VENV) output
