@@ -74,16 +74,18 @@ def analyze(cfg, height: int, width: int) -> None:
         f"{'module':<20}{'params (M)':>14}{'GFLOPs':>12}{'not run at inference (M)':>28}",
     ]
     for name in sorted(params):
-        lines.append(
-            f"{name:<20}{params[name]['inference'] / 1e6:>14.3f}"
-            f"{flops_by_module.get(name, 0) / 1e9:>12.2f}{params[name]['unused'] / 1e6:>28.3f}"
-        )
+        # detectron2's FlopCountAnalysis wraps the model: its children are under "model.".
+        gflops = flops_by_module.get("model." + name, 0) / 1e9
+        inference, unused = params[name]["inference"] / 1e6, params[name]["unused"] / 1e6
+        lines.append(f"{name:<20}{inference:>14.3f}{gflops:>12.2f}{unused:>28.3f}")
     total = sum(p["inference"] for p in params.values())
     unused = sum(p["unused"] for p in params.values())
     lines.append(
         f"{'total (inference)':<20}{total / 1e6:>14.3f}{flops.total() / 1e9:>12.2f}"
         f"{unused / 1e6:>28.3f}"
     )
+    by_op = ", ".join(f"{op} {n / 1e9:.2f}" for op, n in flops.by_operator().most_common())
+    lines.append(f"GFLOPs by operator: {by_op}")
     logger.info("\n".join(lines))
 
 

@@ -135,6 +135,17 @@ def test_absent_classes_and_ignore_only_images():
     assert all(torch.isfinite(e.grad).all() for e in emb.values())
 
 
+def test_all_ignore_training_batch_has_finite_losses(model):
+    model.train()
+    batch = _batch()
+    for x in batch:
+        x["sem_seg"][:] = IGNORE
+    with EventStorage(0):
+        losses = model(batch)
+    assert all(torch.isfinite(v) and v.item() == 0.0 for v in losses.values())
+    sum(losses.values()).backward()
+
+
 def test_all_ignore_batch_is_connected_zero():
     crit = _criterion()
     targets = torch.full((2, 64, 64), IGNORE)

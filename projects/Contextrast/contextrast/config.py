@@ -50,6 +50,17 @@ def add_contextrast_config(cfg):
     # Colour jitter (brightness / contrast / saturation) in the training augmentations.
     cfg.INPUT.COLOR_JITTER = True
 
+    # Test-time augmentation (TEST.AUG.ENABLED / FLIP are detectron2's): resize factors of the test
+    # image, probabilities averaged at the original size; () = detectron2's MIN_SIZES / MAX_SIZE.
+    cfg.TEST.AUG.SCALES = (0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
+    cfg.TEST.FEATURE_METRICS = CN()
+    # Pixels per class (uniform random sample over the dataset) behind the alignment A.
+    cfg.TEST.FEATURE_METRICS.MAX_PIXELS_PER_CLASS = 2048
+    # l of the neighbourhood uniformity U_l: nearest other class centroids averaged per class.
+    cfg.TEST.FEATURE_METRICS.NUM_NEIGHBOURS = 3
+    # Project the class centroids onto the unit sphere before U / U_l (False = plain means).
+    cfg.TEST.FEATURE_METRICS.NORMALIZE_CENTROIDS = False
+
     cfg.MODEL.HRNET = CN()
     # timm HRNet variant: hrnet_w18_small, hrnet_w18_small_v2, hrnet_w18, hrnet_w32, hrnet_w48, ...
     cfg.MODEL.HRNET.NAME = "hrnet_w48"
@@ -68,6 +79,18 @@ def add_contextrast_config(cfg):
     # OCRHead: weight of loss_sem_seg_aux, the soft object region (auxiliary) loss.
     cfg.MODEL.SEM_SEG_HEAD.OCR_AUX_LOSS_WEIGHT = 0.4
 
+    # Checkpoint loading: True = a tensor of another shape or a model tensor missing from the
+    # checkpoint is an error (backbone-only and contrast-head-less checkpoints still load).
+    cfg.MODEL.WEIGHTS_STRICT = True
+    # NaN/Inf loss: "error" stops naming the loss and the checkpoint to resume; "skip" drops it.
+    cfg.SOLVER.NONFINITE_LOSS = "error"
+    # "skip" mode: stop with the error after this many consecutive skipped iterations.
+    cfg.SOLVER.NONFINITE_MAX_SKIPS = 10
+    # Iterations between metric writes (console, metrics.json, TensorBoard) = median window.
+    cfg.SOLVER.LOG_PERIOD = 20
+    # Deterministic GPU kernels (cuDNN, cuBLAS, scatter ops); needs CUDNN_BENCHMARK False.
+    cfg.DETERMINISTIC = False
+
 
 def get_contextrast_cfg():
     """detectron2's defaults + DeepLab's keys + Contextrast's keys (a fresh, unfrozen config)."""
@@ -78,3 +101,70 @@ def get_contextrast_cfg():
     add_deeplab_config(cfg)
     add_contextrast_config(cfg)
     return cfg
+
+
+class UnknownConfigKeyError(KeyError):
+    """A config file or command line names a key the config does not have."""
+
+    def __str__(self) -> str:  # KeyError would print the message quoted
+        return str(self.args[0])
+
+
+def _leaf_keys(node, prefix: str = ""):
+    for name, value in node.items():
+        if isinstance(value, CN):
+            yield from _leaf_keys(value, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}"
+
+
+def suggest_config_keys(cfg, key: str, n: int = 3):
+    """Full key names of ``cfg`` closest to ``key`` (difflib ratio), best first.
+
+    A key scores the better of its whole-name similarity and, when close, the similarity of its
+    last component, so a right name under the wrong node (``SOLVER.TEMPERATURE``) still finds
+    ``MODEL.CONTEXTRAST.TEMPERATURE``. Only keys within 0.1 of the best score are returned.
+    """
+    from difflib import SequenceMatcher
+
+    leaf = key.rsplit(".", 1)[-1]
+    scores = {}
+    for k in _leaf_keys(cfg):
+        whole = SequenceMatcher(None, key, k).ratio()
+        last = SequenceMatcher(None, leaf, k.rsplit(".", 1)[-1]).ratio()
+        scores[k] = max(whole, last if last >= 0.8 else 0.0)
+    ranked = sorted(scores, key=lambda k: (-scores[k], k))
+    if not ranked or scores[ranked[0]] < 0.6:
+        return []
+    best = scores[ranked[0]]
+    return [k for k in ranked[:n] if scores[k] >= best - 0.1]
+
+
+def merge_config(cfg, config_file: str = "", opts=()) -> None:
+    """``cfg.merge_from_file(config_file)`` then ``cfg.merge_from_list(opts)``, suggesting the
+    closest existing keys when a key is unknown (misspelled, or from another project).
+
+    Raises:
+        UnknownConfigKeyError: naming the key, where it came from and the closest keys.
+    """
+    import re
+
+    steps = [
+        (f"config file {config_file} (or a _BASE_ it inherits)", cfg.merge_from_file, config_file),
+        ("command line", cfg.merge_from_list, list(opts)),
+    ]
+    for source, merge, arg in steps:
+        if not arg:
+            continue
+        try:
+            merge(arg)
+        except (KeyError, AssertionError) as e:
+            # yacs: KeyError "Non-existent config key: K" (files), AssertionError
+            # "Non-existent key: K" (lists); anything else (renamed keys, ...) passes through.
+            match = re.search(r"Non-existent (?:config )?key: (\S+)", str(e))
+            if match is None:
+                raise
+            key = match.group(1)
+            close = suggest_config_keys(cfg, key)
+            hint = f" Did you mean {' or '.join(close)}?" if close else ""
+            raise UnknownConfigKeyError(f"Unknown config key {key} in the {source}.{hint}") from None

@@ -190,7 +190,7 @@ def _things(rng, layers, h, w, horizon, edges):
             skin = (200 - rng.uniform(0, 110)) * np.array([1.0, 0.8, 0.65])
             hr = max(1, int(ph * 0.08))
             layers.draw(lambda im, v: cv2.circle(im, (x, neck - hr), hr, v, -1), PERSON, skin)
-        else:  # car, on the road or parked at its edge
+        else:  # car, somewhere across the road
             cw = s * rng.uniform(0.35, 0.55) * w
             if cw < 8:
                 continue

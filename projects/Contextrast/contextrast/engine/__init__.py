@@ -1,4 +1,13 @@
-"""Training engine: the trainer and its safety hooks."""
+"""Training engine: the trainer and what makes long jobs safe (checkpoints, resume, NaN guard)."""
+from .checkpoint import CheckpointMismatchError, ContextrastCheckpointer
+from .nonfinite import NonFiniteLossError
+from .reproducibility import contextrast_setup
 from .trainer import ContextrastTrainer
 
-__all__ = ["ContextrastTrainer"]
+__all__ = [
+    "CheckpointMismatchError",
+    "ContextrastCheckpointer",
+    "ContextrastTrainer",
+    "NonFiniteLossError",
+    "contextrast_setup",
+]

@@ -30,7 +30,9 @@ def sample_positives(labels: Tensor, num_classes: int, max_per_class: int) -> Tu
     # Sorting by (class + uniform noise) groups every class contiguously in random order.
     noise = torch.rand(p, device=labels.device, dtype=torch.float64)
     order = torch.sort(bins.to(torch.float64) + noise).indices
-    counts = torch.bincount(bins, minlength=num_classes + 1)[:num_classes]
+    # index_add_ rather than bincount: CUDA bincount reads the maximum back to the host.
+    counts = torch.zeros(num_classes + 1, dtype=torch.long, device=labels.device)
+    counts = counts.index_add_(0, bins, torch.ones_like(bins))[:num_classes]
     starts = counts.cumsum(0) - counts
     slots = torch.arange(k, device=labels.device)
     index = order[(starts[:, None] + slots[None, :]).clamp(max=p - 1)]

@@ -12,10 +12,36 @@ from torch import Tensor
 __all__ = ["ASPPHead", "build_sem_seg_loss"]
 
 
+class SemSegCrossEntropy(nn.Module):
+    """Cross-entropy averaged over labelled pixels; a graph-connected 0 when there are none.
+
+    ``nn.CrossEntropyLoss(reduction="mean")`` divides by the number of labelled pixels and returns
+    NaN for a batch whose pixels are all ignored; dividing by ``max(count, 1)`` avoids that without
+    reading the count back to the host.
+    """
+
+    def __init__(self, ignore_value: int):
+        super().__init__()
+        self.ignore_value = ignore_value
+
+    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """
+        Args:
+            logits: (B, K, H, W) float.
+            targets: (B, H, W) long, ``ignore_value`` = ignore.
+
+        Returns:
+            () float loss.
+        """
+        total = F.cross_entropy(logits, targets, ignore_index=self.ignore_value, reduction="sum")
+        count = (targets != self.ignore_value).sum().clamp(min=1)
+        return total / count
+
+
 def build_sem_seg_loss(loss_type: str, ignore_value: int) -> nn.Module:
     """Pixel-wise loss of DeepLab's ``MODEL.SEM_SEG_HEAD.LOSS_TYPE``."""
     if loss_type == "cross_entropy":
-        return nn.CrossEntropyLoss(reduction="mean", ignore_index=ignore_value)
+        return SemSegCrossEntropy(ignore_value)
     if loss_type == "hard_pixel_mining":
         return DeepLabCE(ignore_label=ignore_value, top_k_percent_pixels=0.2)
     raise ValueError(

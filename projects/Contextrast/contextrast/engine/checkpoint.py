@@ -1,0 +1,206 @@
+"""ContextrastCheckpointer: atomic checkpoint writes and strict weight loading.
+
+Two failure modes of detectron2's ``DetectionCheckpointer`` matter for long jobs:
+
+- ``save`` writes the ``.pth`` in place and then points ``last_checkpoint`` at it. A job killed
+  mid-write leaves a truncated file that ``--resume`` then picks. Here the data goes to a
+  temporary file in the same folder, is fsynced and renamed over the target (``os.replace`` is
+  atomic within a file system), and ``last_checkpoint`` is rewritten the same way only after that.
+- loading a checkpoint of another architecture or class count only *warns* and silently trains
+  the mismatched tensors from scratch. Here (``MODEL.WEIGHTS_STRICT``, default True) any tensor
+  whose shape differs, and any model tensor the checkpoint lacks, is an error listing them, with
+  two expected exceptions: the training-only projection heads (``contrast_heads.``), and the
+  non-backbone parts when the checkpoint holds backbone weights only (an ImageNet initialisation).
+"""
+import glob
+import logging
+import os
+import tempfile
+from typing import Callable, List
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from fvcore.common.checkpoint import _filter_reused_missing_keys
+
+__all__ = ["ContextrastCheckpointer", "CheckpointMismatchError", "atomic_write"]
+
+logger = logging.getLogger(__name__)
+
+# Parameters that exist only while training with Contextrast; a baseline checkpoint lacks them.
+TRAINING_ONLY_PREFIXES = ("contrast_heads.",)
+BACKBONE_PREFIX = "backbone."
+_TMP_SUFFIX = ".tmp"
+_MAX_LISTED = 40  # entries per category in a mismatch error
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint does not fit the model (raised with ``MODEL.WEIGHTS_STRICT``)."""
+
+
+def _fsync_dir(path: str) -> None:
+    # Makes the rename itself durable; not every platform can open a directory.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str, write: Callable, mode: str = "wb") -> None:
+    """Write ``path`` all-or-nothing: temp file in the same folder, fsync, ``os.replace``.
+
+    Args:
+        path: destination file.
+        write: called with the open temporary file object.
+        mode: ``"wb"`` or ``"w"``.
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=_TMP_SUFFIX)
+    try:
+        # mkstemp creates the file private (0600); give it the permissions open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(folder)
+
+
+def _listing(title: str, lines: List[str]) -> str:
+    shown = "".join(f"\n    {line}" for line in lines[:_MAX_LISTED])
+    more = f"\n    ... and {len(lines) - _MAX_LISTED} more" if len(lines) > _MAX_LISTED else ""
+    return f"\n  {len(lines)} {title}:{shown}{more}"
+
+
+class ContextrastCheckpointer(DetectionCheckpointer):
+    """``DetectionCheckpointer`` with atomic saves and (optionally) strict loading."""
+
+    def __init__(self, model, save_dir: str = "", *, strict: bool = True, **kwargs):
+        """
+        Args:
+            model, save_dir, kwargs: as for ``DetectionCheckpointer``.
+            strict: ``MODEL.WEIGHTS_STRICT``; False keeps detectron2's skip-and-warn loading.
+        """
+        super().__init__(model, save_dir, **kwargs)
+        self.strict = strict
+        self._loading = ""
+
+    # ---- saving ---------------------------------------------------------------------------
+    def _atomic(self) -> bool:
+        # Remote save dirs (PathManager URLs) have no rename; they keep the parent's behaviour.
+        return os.path.isdir(self.save_dir)
+
+    def save(self, name: str, **kwargs) -> None:
+        """Same as ``Checkpointer.save``, but all-or-nothing (see the module docstring)."""
+        if not self.save_dir or not self.save_to_disk:
+            return
+        if not self._atomic():
+            return super().save(name, **kwargs)
+        data = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        path = os.path.join(self.save_dir, basename)
+        self.logger.info("Saving checkpoint to %s", path)
+        atomic_write(path, lambda f: torch.save(data, f))
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        if not self._atomic():
+            return super().tag_last_checkpoint(last_filename_basename)
+        path = os.path.join(self.save_dir, "last_checkpoint")
+        atomic_write(path, lambda f: f.write(last_filename_basename), mode="w")
+
+    def remove_stale_temporaries(self) -> List[str]:
+        """Delete temporary files of saves that never completed (a killed job); main process."""
+        if not (self.save_to_disk and self.save_dir and self._atomic()):
+            return []
+        stale = []
+        for pattern in (f".*.pth.*{_TMP_SUFFIX}", f".last_checkpoint.*{_TMP_SUFFIX}"):
+            stale += glob.glob(os.path.join(self.save_dir, pattern))
+        for path in stale:
+            logger.warning("Removing %s, left by a save that did not complete", path)
+            os.unlink(path)
+        return stale
+
+    def resume_or_load(self, path: str, *, resume: bool = True):
+        if resume:
+            self.remove_stale_temporaries()
+        return super().resume_or_load(path, resume=resume)
+
+    # ---- loading --------------------------------------------------------------------------
+    def load(self, path, *args, **kwargs):
+        self._loading = path
+        try:
+            return super().load(path, *args, **kwargs)
+        finally:
+            self._loading = ""
+
+    def _torch_load(self, f):
+        try:
+            return super()._torch_load(f)
+        except Exception as e:
+            others = sorted(glob.glob(os.path.join(os.path.dirname(f) or ".", "*.pth")))
+            raise RuntimeError(
+                f"Cannot read checkpoint {f} ({type(e).__name__}: {e}). It may be truncated, "
+                f"e.g. written by a job that was killed while saving without atomic writes. "
+                f"Checkpoints in its folder: {[os.path.basename(p) for p in others]}; point "
+                "MODEL.WEIGHTS at another one, or 'last_checkpoint' at it to --resume from it."
+            ) from e
+
+    def _load_model(self, checkpoint):
+        # Keys the checkpoint provides, under the model's names (the parent may convert them).
+        model_keys = set(self.model.state_dict())
+        incompatible = super()._load_model(checkpoint)
+        if self.strict:
+            self._check_strict(incompatible, model_keys)
+        return incompatible
+
+    def _check_strict(self, incompatible, model_keys) -> None:
+        missing_all = set(incompatible.missing_keys)
+        loaded = model_keys - missing_all - {k for k, _, _ in incompatible.incorrect_shapes}
+        missing = _filter_reused_missing_keys(self.model, sorted(missing_all))
+        missing = [k for k in missing if not k.startswith(TRAINING_ONLY_PREFIXES)]
+        backbone_only = bool(loaded) and all(k.startswith(BACKBONE_PREFIX) for k in loaded)
+        if backbone_only:
+            heads = [k for k in missing if not k.startswith(BACKBONE_PREFIX)]
+            if heads:
+                logger.info(
+                    "Backbone-only checkpoint %s: %d tensors outside the backbone start from "
+                    "their initialisation",
+                    self._loading,
+                    len(heads),
+                )
+            missing = [k for k in missing if k.startswith(BACKBONE_PREFIX)]
+        shapes = [
+            f"{k}: {tuple(ckpt)} in the checkpoint, {tuple(model)} in the model"
+            for k, ckpt, model in incompatible.incorrect_shapes
+        ]
+        if not shapes and not missing:
+            return
+        msg = f"Checkpoint {self._loading} does not fit the model (MODEL.WEIGHTS_STRICT True):"
+        if shapes:
+            msg += _listing("tensors with different shapes", shapes)
+        if missing:
+            msg += _listing("model tensors missing from the checkpoint", sorted(missing))
+        unexpected = sorted(incompatible.unexpected_keys)
+        if unexpected:
+            msg += _listing("checkpoint tensors the model does not have", unexpected)
+        msg += (
+            "\nIt was saved from another architecture or class count (compare MODEL.BACKBONE, "
+            "MODEL.RESNETS / MODEL.HRNET and MODEL.SEM_SEG_HEAD.NUM_CLASSES with its config.yaml)."
+            " Backbone-only (ImageNet) checkpoints load as they are. To fine-tune on purpose "
+            "with the mismatched tensors initialised from scratch, set MODEL.WEIGHTS_STRICT False."
+        )
+        raise CheckpointMismatchError(msg)
