@@ -6,16 +6,21 @@ Examples:
     python tools/train_net.py --config-file configs/demo/contextrast.yaml --eval-only \
         MODEL.WEIGHTS output/demo/contextrast/model_final.pth
     python tools/train_net.py --config-file C --num-gpus 8 --resume
+    # two machines, 8 processes each (run on both, --machine-rank 0 and 1):
+    python tools/train_net.py --config-file C --num-gpus 8 --num-machines 2 --machine-rank 0 \
+        --dist-url tcp://<machine 0 address>:29500
+
+See docs/running_long_jobs.md for resuming, NaN handling and reproducibility.
 """
+
 import logging
 import warnings
 
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.engine import default_argument_parser, launch
 from detectron2.evaluation import verify_results
 
-from contextrast.config import get_contextrast_cfg
-from contextrast.engine import ContextrastTrainer
+from contextrast.config import get_contextrast_cfg, merge_config
+from contextrast.engine import ContextrastCheckpointer, ContextrastTrainer, contextrast_setup
 
 # detectron2 scripts a few helpers at import time; torch now warns about that on every import.
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
@@ -23,12 +28,12 @@ logger = logging.getLogger("contextrast.train_net")
 
 
 def setup(args):
-    """Config from file + command-line overrides, then detectron2's output-dir/logging setup."""
+    """Config from file + command-line overrides (unknown keys get suggestions), then detectron2's
+    output-dir/logging/seeding setup, determinism and env.txt."""
     cfg = get_contextrast_cfg()
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    merge_config(cfg, args.config_file, args.opts)
     cfg.freeze()
-    default_setup(cfg, args)
+    contextrast_setup(cfg, args)
     return cfg
 
 
@@ -36,9 +41,10 @@ def main(args):
     cfg = setup(args)
     if args.eval_only:
         model = ContextrastTrainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
+        checkpointer = ContextrastCheckpointer(
+            model, save_dir=cfg.OUTPUT_DIR, strict=cfg.MODEL.WEIGHTS_STRICT
         )
+        checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         res = ContextrastTrainer.test(cfg, model)
         verify_results(cfg, res)
         return res

@@ -1,4 +1,5 @@
 """Fixtures of the evaluation tests."""
+
 import uuid
 
 import pytest

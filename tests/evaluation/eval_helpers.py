@@ -1,9 +1,11 @@
 """Helpers of the evaluation tests: the demo network, tiny and with informative logits."""
+
 import os
 
 import torch
-from contextrast.config import get_contextrast_cfg
 from detectron2.modeling import build_model
+
+from contextrast.config import get_contextrast_cfg
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DEMO = os.path.join(ROOT, "configs", "demo")
@@ -24,5 +26,5 @@ def tiny_model(cfg, seed=43):
     (the default init of the classifier, std 0.001, makes every softmax nearly uniform)."""
     torch.manual_seed(seed)
     model = build_model(cfg).eval()
-    torch.nn.init.normal_(model.sem_seg_head.predictor.weight, std=0.5)
+    torch.nn.init.normal_(model.sem_seg_head.predictor.weight, std=0.02)
     return model

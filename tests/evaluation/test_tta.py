@@ -1,10 +1,12 @@
-"""SemSegTTA: multi-scale + flip averaging of the softmax, and its use by ContextrastTrainer.test."""
+"""SemSegTTA: multi-scale + flip softmax averaging, and its use by ContextrastTrainer.test."""
+
 import pytest
 import torch
 import torch.nn.functional as F
+from eval_helpers import tiny_cfg, tiny_model
+
 from contextrast.engine import ContextrastTrainer
 from contextrast.evaluation import SemSegTTA
-from eval_helpers import tiny_cfg, tiny_model
 
 
 @pytest.fixture(scope="module")

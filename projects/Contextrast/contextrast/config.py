@@ -1,4 +1,5 @@
 """Config keys of the Contextrast project: the only place where keys are added."""
+
 from detectron2.config import CfgNode as CN
 
 
@@ -119,11 +120,12 @@ def _leaf_keys(node, prefix: str = ""):
 
 
 def suggest_config_keys(cfg, key: str, n: int = 3):
-    """Full key names of ``cfg`` closest to ``key`` (difflib ratio), best first.
+    """Full key names of ``cfg`` closest to ``key``, best first.
 
-    A key scores the better of its whole-name similarity and, when close, the similarity of its
-    last component, so a right name under the wrong node (``SOLVER.TEMPERATURE``) still finds
-    ``MODEL.CONTEXTRAST.TEMPERATURE``. Only keys within 0.1 of the best score are returned.
+    A candidate scores the mean of two difflib ratios: whole name, and last component. The
+    second keeps a shared prefix (``MODEL.CONTEXTRAST.BANE.``) from making every sibling look
+    close, and finds a right name under the wrong node (``SOLVER.TEMPERATURE`` ->
+    ``MODEL.CONTEXTRAST.TEMPERATURE``). Only candidates within 0.1 of the best are returned.
     """
     from difflib import SequenceMatcher
 
@@ -132,7 +134,7 @@ def suggest_config_keys(cfg, key: str, n: int = 3):
     for k in _leaf_keys(cfg):
         whole = SequenceMatcher(None, key, k).ratio()
         last = SequenceMatcher(None, leaf, k.rsplit(".", 1)[-1]).ratio()
-        scores[k] = max(whole, last if last >= 0.8 else 0.0)
+        scores[k] = (whole + last) / 2
     ranked = sorted(scores, key=lambda k: (-scores[k], k))
     if not ranked or scores[ranked[0]] < 0.6:
         return []
@@ -161,10 +163,13 @@ def merge_config(cfg, config_file: str = "", opts=()) -> None:
         except (KeyError, AssertionError) as e:
             # yacs: KeyError "Non-existent config key: K" (files), AssertionError
             # "Non-existent key: K" (lists); anything else (renamed keys, ...) passes through.
-            match = re.search(r"Non-existent (?:config )?key: (\S+)", str(e))
+            text = str(e.args[0]) if e.args else ""  # str(KeyError) would add quotes
+            match = re.search(r"Non-existent (?:config )?key: (\S+)", text)
             if match is None:
                 raise
             key = match.group(1)
             close = suggest_config_keys(cfg, key)
             hint = f" Did you mean {' or '.join(close)}?" if close else ""
-            raise UnknownConfigKeyError(f"Unknown config key {key} in the {source}.{hint}") from None
+            raise UnknownConfigKeyError(
+                f"Unknown config key {key} in the {source}.{hint}"
+            ) from None

@@ -1,4 +1,5 @@
 """Training engine: the trainer and what makes long jobs safe (checkpoints, resume, NaN guard)."""
+
 from .checkpoint import CheckpointMismatchError, ContextrastCheckpointer
 from .nonfinite import NonFiniteLossError
 from .reproducibility import contextrast_setup

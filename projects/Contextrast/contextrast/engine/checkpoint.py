@@ -12,6 +12,7 @@ Two failure modes of detectron2's ``DetectionCheckpointer`` matter for long jobs
   two expected exceptions: the training-only projection heads (``contrast_heads.``), and the
   non-backbone parts when the checkpoint holds backbone weights only (an ImageNet initialisation).
 """
+
 import glob
 import logging
 import os
@@ -160,7 +161,6 @@ class ContextrastCheckpointer(DetectionCheckpointer):
             ) from e
 
     def _load_model(self, checkpoint):
-        # Keys the checkpoint provides, under the model's names (the parent may convert them).
         model_keys = set(self.model.state_dict())
         incompatible = super()._load_model(checkpoint)
         if self.strict:
@@ -168,8 +168,12 @@ class ContextrastCheckpointer(DetectionCheckpointer):
         return incompatible
 
     def _check_strict(self, incompatible, model_keys) -> None:
-        missing_all = set(incompatible.missing_keys)
-        loaded = model_keys - missing_all - {k for k, _, _ in incompatible.incorrect_shapes}
+        reshaped = {k for k, _, _ in incompatible.incorrect_shapes}
+        # The parent drops mismatched tensors before loading, so they also come back as missing.
+        missing_all = set(incompatible.missing_keys) - reshaped
+        loaded = model_keys - missing_all - reshaped
+        # BatchNorm fills a missing num_batches_tracked itself, so it never counts as loaded.
+        loaded = {k for k in loaded if not k.endswith("num_batches_tracked")}
         missing = _filter_reused_missing_keys(self.model, sorted(missing_all))
         missing = [k for k in missing if not k.startswith(TRAINING_ONLY_PREFIXES)]
         backbone_only = bool(loaded) and all(k.startswith(BACKBONE_PREFIX) for k in loaded)
@@ -186,7 +190,16 @@ class ContextrastCheckpointer(DetectionCheckpointer):
         shapes = [
             f"{k}: {tuple(ckpt)} in the checkpoint, {tuple(model)} in the model"
             for k, ckpt, model in incompatible.incorrect_shapes
+            if not k.startswith(TRAINING_ONLY_PREFIXES)
         ]
+        if len(shapes) < len(incompatible.incorrect_shapes):
+            # Another PROJ_DIM: irrelevant at inference; in training the heads start afresh.
+            logger.warning(
+                "Checkpoint %s: training-only projection heads (%s) of another shape start "
+                "from their initialisation",
+                self._loading,
+                ", ".join(TRAINING_ONLY_PREFIXES),
+            )
         if not shapes and not missing:
             return
         msg = f"Checkpoint {self._loading} does not fit the model (MODEL.WEIGHTS_STRICT True):"

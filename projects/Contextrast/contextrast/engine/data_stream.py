@@ -13,6 +13,7 @@ and its global position in the stream:
 - :meth:`ResumableTrainingSampler.set_start_iter` skips the samples of the iterations already
   trained, so a resumed run continues the stream where the checkpoint left it.
 """
+
 import itertools
 import logging
 import random

@@ -1,4 +1,5 @@
 """Training hooks that make a resumed run continue exactly where its checkpoint left it."""
+
 import logging
 import random
 
@@ -58,7 +59,9 @@ class ResumableStreamHook(HookBase):
             )
 
     def before_step(self):
-        seed = derive_seed(self.sampler.seed, ITERATION_SEED_TAG, comm.get_rank(), self.trainer.iter)
+        seed = derive_seed(
+            self.sampler.seed, ITERATION_SEED_TAG, comm.get_rank(), self.trainer.iter
+        )
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)

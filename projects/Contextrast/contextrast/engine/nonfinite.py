@@ -14,6 +14,7 @@ checks them on every process *before* the optimizer step, and then either
   processes agree on skipping with one small all_gather of a flag per iteration (the gradients
   are shared, so one process's NaN reaches them all).
 """
+
 import logging
 import math
 from typing import Callable, Dict, List, Optional
@@ -76,14 +77,12 @@ class _NonFiniteLossGuard:
         host = torch.stack([loss_dict[k].detach().float().reshape(()) for k in names]).cpu()
         values = dict(zip(names, host.tolist()))
         bad = [k for k in names if not math.isfinite(values[k])]
-        skip_everywhere = bool(bad)
+        stop = bool(bad)
         if self.nonfinite_mode == "skip" and comm.get_world_size() > 1:
-            skip_everywhere = any(comm.all_gather(bool(bad)))
-        if bad and (self.nonfinite_mode == "error" or self.consecutive_skips >= self.max_skips):
-            raise NonFiniteLossError(self._message(iteration, values, bad))
-        if skip_everywhere:
-            if self.consecutive_skips >= self.max_skips:
-                raise NonFiniteLossError(self._message(iteration, values, bad or ["(other process)"]))
+            stop = any(comm.all_gather(bool(bad)))  # all processes skip, or none
+        if stop and (self.nonfinite_mode == "error" or self.consecutive_skips >= self.max_skips):
+            raise NonFiniteLossError(self._message(iteration, values, bad or ["(other process)"]))
+        if stop:
             self._skip(iteration, values, bad)
             return
         self.consecutive_skips = 0

@@ -12,6 +12,7 @@ What makes two runs with the same ``SEED`` identical (see docs/running_long_jobs
 - ``env.txt`` in ``OUTPUT_DIR`` records the software and hardware (detectron2's
   ``collect_env_info``), the command line and the thread count, to compare two runs' setups.
 """
+
 import logging
 import os
 import sys
@@ -20,6 +21,7 @@ import torch
 from detectron2.engine import default_setup
 from detectron2.utils import comm
 from detectron2.utils.collect_env import collect_env_info
+from detectron2.utils.logger import setup_logger
 
 __all__ = ["configure_determinism", "write_env_info", "contextrast_setup"]
 
@@ -75,12 +77,15 @@ def write_env_info(output_dir: str, path_name: str = ENV_FILE) -> str:
 
 
 def contextrast_setup(cfg, args) -> None:
-    """detectron2's ``default_setup`` (logging, config.yaml, seeding), then determinism and env.txt.
+    """detectron2's ``default_setup`` (logging, config.yaml, seeding), the project's logger, then
+    determinism and env.txt.
 
     Args:
         cfg: the frozen config.
         args: the parsed command line (logged by detectron2).
     """
     default_setup(cfg, args)
+    # The project's own loggers ("contextrast.*") go to the console and log.txt like detectron2's.
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="contextrast")
     configure_determinism(cfg)
     write_env_info(cfg.OUTPUT_DIR)

@@ -1,5 +1,6 @@
 """ContextrastTrainer: detectron2's DefaultTrainer with the project's data, schedule and evaluators,
 made safe for long jobs (see docs/running_long_jobs.md)."""
+
 import logging
 import os
 import weakref
@@ -14,6 +15,7 @@ from detectron2.utils.logger import setup_logger
 
 from ..data.evaluation import build_sem_seg_evaluator
 from ..data.mapper import SemSegDatasetMapper
+from ..evaluation.tta import SemSegTTA
 from .checkpoint import ContextrastCheckpointer
 from .data_stream import ResumableLoader, build_resumable_train_loader
 from .hooks import ResumableStreamHook
@@ -52,6 +54,8 @@ class ContextrastTrainer(DefaultTrainer):
         super(DefaultTrainer, self).__init__()
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
+        if not logging.getLogger("contextrast").isEnabledFor(logging.INFO):
+            setup_logger(name="contextrast")
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
@@ -125,6 +129,14 @@ class ContextrastTrainer(DefaultTrainer):
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         return build_sem_seg_evaluator(cfg, dataset_name, output_folder)
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """DefaultTrainer.test; with ``TEST.AUG.ENABLED`` the model runs inside :class:`SemSegTTA`
+        (multi-scale + flip), in the periodic evaluation and ``--eval-only`` alike."""
+        if cfg.TEST.AUG.ENABLED and not isinstance(model, SemSegTTA):
+            model = SemSegTTA(cfg, model)
+        return super().test(cfg, model, evaluators)
 
     @classmethod
     def build_lr_scheduler(cls, cfg, optimizer):

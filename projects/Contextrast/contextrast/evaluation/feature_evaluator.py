@@ -100,7 +100,7 @@ class FeatureMetricsEvaluator(DatasetEvaluator):
                 )
             if "embeddings" not in output:
                 raise ValueError(
-                    "model outputs lack 'embeddings': wrap the model in " "SegmentorWithEmbeddings"
+                    "no 'embeddings' in the outputs: wrap the model in SegmentorWithEmbeddings"
                 )
             emb = output["embeddings"]
             labels = record["sem_seg"].to(emb.device)
@@ -124,9 +124,11 @@ class FeatureMetricsEvaluator(DatasetEvaluator):
             states = comm.gather(self._stats.state(), dst=0)
             if not comm.is_main_process():
                 return None
+            device = self._stats.feats.device if self._stats.feats is not None else "cpu"
             stats = ClassFeatureStats(self.num_classes, self.max_samples_per_class)
             for state in states:
                 stats.merge_state(state)
+            stats.to(device)  # the pairwise distances of A are cheaper on the GPU
         if stats.sums is None:
             logger.warning("FeatureMetricsEvaluator: no labelled pixels; nothing to report")
             return {}

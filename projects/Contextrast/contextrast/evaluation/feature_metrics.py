@@ -86,10 +86,10 @@ def neighbourhood_uniformity(centroids: Tensor, num_neighbours: int) -> float:
     n = centroids.shape[0]
     if n < 2:
         return float("nan")
-    l = min(num_neighbours, n - 1)
+    k = min(num_neighbours, n - 1)
     dist = _pairwise_distances(centroids)
     dist.fill_diagonal_(float("inf"))
-    return float(dist.topk(l, dim=1, largest=False).values.mean())
+    return float(dist.topk(k, dim=1, largest=False).values.mean())
 
 
 def _keep_smallest_keys(labels: Tensor, keys: Tensor, cap: int) -> Tensor:
@@ -164,6 +164,13 @@ class ClassFeatureStats:
         """The statistics as CPU tensors (to gather from other processes)."""
         names = ("sums", "counts", "feats", "labels", "keys")
         return {k: getattr(self, k).cpu() for k in names if getattr(self, k) is not None}
+
+    def to(self, device) -> "ClassFeatureStats":
+        """Move the statistics to ``device`` (in place); returns self."""
+        for name in ("sums", "counts", "feats", "labels", "keys"):
+            if getattr(self, name) is not None:
+                setattr(self, name, getattr(self, name).to(device))
+        return self
 
     def merge_state(self, state: Dict[str, Tensor]) -> None:
         """Add another instance's :meth:`state` (e.g. from another process)."""

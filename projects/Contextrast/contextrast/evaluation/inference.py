@@ -5,13 +5,13 @@ import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch.nn as nn
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, build_detection_test_loader
 from detectron2.modeling import build_model
 
-from ..config import get_contextrast_cfg
+from ..config import get_contextrast_cfg, merge_config
 from ..data.mapper import SemSegDatasetMapper
+from ..engine.checkpoint import ContextrastCheckpointer
 from .tta import SemSegTTA
 
 __all__ = [
@@ -31,8 +31,7 @@ def load_eval_config(
     """The frozen project config of ``config_file`` + ``opts``, with ``MODEL.WEIGHTS = weights``
     when weights are given."""
     cfg = get_contextrast_cfg()
-    cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts))
+    merge_config(cfg, config_file, list(opts))  # unknown keys get suggestions
     if weights:
         cfg.MODEL.WEIGHTS = weights
     cfg.freeze()
@@ -55,7 +54,8 @@ def load_eval_model(
     cfg = load_eval_config(config_file, weights, opts)
     model = build_model(cfg)
     if cfg.MODEL.WEIGHTS:
-        DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        # Strict by default: evaluating half-loaded weights would give meaningless numbers.
+        ContextrastCheckpointer(model, strict=cfg.MODEL.WEIGHTS_STRICT).load(cfg.MODEL.WEIGHTS)
     else:
         logger.warning("%s: no weights given, the model is randomly initialised", config_file)
     return cfg, model.eval()

@@ -8,7 +8,6 @@ probabilities of the 12 passes are averaged at the original resolution.
 import logging
 from typing import Dict, List, Sequence, Tuple
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from detectron2.config import configurable
@@ -74,15 +73,15 @@ class SemSegTTA(nn.Module):
     def from_config(cls, cfg, model: nn.Module):
         aug = cfg.TEST.AUG
         scales = tuple(aug.SCALES)
-        logger.info(
-            "Test-time augmentation: %s, flip=%s",
-            (
-                f"scales {scales}"
-                if scales
-                else f"short edges {tuple(aug.MIN_SIZES)} (max {aug.MAX_SIZE})"
-            ),
-            aug.FLIP,
-        )
+        if scales:
+            logger.info("Test-time augmentation: scales %s, flip=%s", scales, aug.FLIP)
+        else:
+            logger.info(
+                "Test-time augmentation: short edges %s (long edge <= %d), flip=%s",
+                tuple(aug.MIN_SIZES),
+                aug.MAX_SIZE,
+                aug.FLIP,
+            )
         return {
             "model": model,
             "scales": scales,

@@ -77,17 +77,26 @@ class ContextrastCriterion:
         def bad(key, value, expected):
             raise ValueError(f"MODEL.CONTEXTRAST.{key} = {value!r}: expected {expected}")
 
+        def non_negative(x) -> bool:  # False for NaN and Inf too (YAML can spell .nan / .inf)
+            return 0 <= x < float("inf")
+
         if not self.in_features:
             bad("IN_FEATURES", self.in_features, "at least one backbone feature name")
+        if len(set(self.in_features)) != len(self.in_features):
+            bad("IN_FEATURES", self.in_features, "distinct feature names")
         if len(self.layer_weights) != len(self.in_features):
             bad("LAYER_WEIGHTS", self.layer_weights,
                 f"{len(self.in_features)} weights, one per IN_FEATURES entry {self.in_features}")  # fmt: skip
-        if any(w < 0 for w in self.layer_weights):
-            bad("LAYER_WEIGHTS", self.layer_weights, "non-negative weights")
-        if not self.temperature > 0:
+        if not all(non_negative(w) for w in self.layer_weights):
+            bad("LAYER_WEIGHTS", self.layer_weights, "finite non-negative weights")
+        if not 0 < self.temperature < float("inf"):
             bad("TEMPERATURE", self.temperature, "a positive number")
-        if self.loss_weight < 0:
-            bad("LOSS_WEIGHT", self.loss_weight, "a non-negative number")
+        if not non_negative(self.loss_weight):
+            bad("LOSS_WEIGHT", self.loss_weight, "a finite non-negative number")
+        weights = (self.anchor_weight_low, self.anchor_weight_high)
+        if not all(non_negative(w) for w in weights) or sum(weights) <= 0:
+            bad("ANCHOR_WEIGHT_LOW/ANCHOR_WEIGHT_HIGH", weights,
+                "finite non-negative weights, not both zero")  # fmt: skip
         if self.warmup_iters < 0:
             bad("WARMUP_ITERS", self.warmup_iters, "a non-negative integer")
         if self.max_positives < 1:

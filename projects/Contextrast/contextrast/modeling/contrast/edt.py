@@ -8,9 +8,14 @@ The transform is separable (Felzenszwalb & Huttenlocher, 2012): first the 1-D di
 nearest background pixel along each row (two running max/min scans), then the lower envelope of
 parabolas ``min_y' (y - y')^2 + f(y')^2`` along each column. The second pass runs along the shorter
 image axis. On CUDA it is one broadcast min per chunk of maps (no host synchronisation, a handful of
-kernels); on the CPU it is a loop over offsets bounded by the largest distance that can occur, which
-keeps it as fast as scipy for the thin error regions BANE sees.
+kernels). On the CPU, where large temporaries cost more than arithmetic (every fresh tensor is
+page-faulted in), both passes run in place in preallocated buffers: the row pass as two doubling
+min-plus scans, the column pass as a loop over offsets that stops once no larger offset can lower
+any value, and only maps holding both foreground and background are transformed. This keeps it at
+least as fast as scipy on BANE's error maps (see bench/README.md).
 """
+from typing import Optional
+
 import torch
 from torch import Tensor
 
@@ -18,6 +23,8 @@ __all__ = ["squared_distance_transform", "distance_transform"]
 
 # Elements per broadcast chunk of the CUDA pass (maps x H x H x W), ~256 MB of float32.
 _CHUNK_ELEMENTS = 1 << 26
+# Rows shorter than this use 16-bit integers in the CPU row pass (see _row_distance_scan).
+_INT16_ROW_LIMIT = 1 << 13
 
 
 def _row_distance(mask: Tensor) -> Tensor:
@@ -57,19 +64,100 @@ def _column_envelope_broadcast(f2: Tensor) -> Tensor:
     return torch.cat(chunks) if chunks else f2.clone()
 
 
-def _column_envelope_loop(f2: Tensor, max_offset: int) -> Tensor:
+def _column_envelope_loop(f2: Tensor, max_offset: Optional[int] = None) -> Tensor:
     """Same as :func:`_column_envelope_broadcast`, restricted to ``|y - y'| <= max_offset``.
 
-    A loop over offsets with in-place minima: memory-light and fast on the CPU when the bound is
-    small (thin error regions), which is what BANE produces.
+    A loop over offsets with in-place minima into preallocated buffers: memory-light and fast on
+    the CPU when the distances are small (thin error regions), which is what BANE produces.
+
+    Args:
+        f2: (N, H, W) float32 squared row distances (``inf`` allowed).
+        max_offset: largest offset to visit; None = stop as soon as no larger offset can lower any
+            value (offset ``d`` costs at least ``d^2``, so once ``d^2 >= max(out)`` nothing can
+            improve). The adaptive bound reads one scalar per offset: CPU only.
+
+    Returns:
+        (N, H, W) float32 squared distances.
     """
     h = f2.shape[1]
     out = f2.clone()
-    for d in range(1, min(max_offset, h - 1) + 1):
+    buf = torch.empty_like(f2)  # one scratch tensor: no allocation inside the loop
+    last = h - 1 if max_offset is None else min(max_offset, h - 1)
+    for d in range(1, last + 1):
         cost = float(d * d)
-        torch.minimum(out[:, d:], f2[:, :-d] + cost, out=out[:, d:])
-        torch.minimum(out[:, :-d], f2[:, d:] + cost, out=out[:, :-d])
+        if max_offset is None and not cost < float(out.max()):
+            break
+        torch.add(f2, cost, out=buf)  # candidates at offset d, read from both sides
+        torch.minimum(out[:, d:], buf[:, :-d], out=out[:, d:])
+        torch.minimum(out[:, :-d], buf[:, d:], out=out[:, :-d])
     return out
+
+
+def _row_distance_scan(mask: Tensor) -> Tensor:
+    """:func:`_row_distance` by two min-plus scans: the CPU path.
+
+    ``dist(x) = min_x' g(x') + |x - x'|`` with ``g = 0`` on background and ``inf`` elsewhere. A
+    left-to-right scan (``min`` over ``x' <= x``) followed by a right-to-left one over its result
+    gives the two-sided minimum. Each scan is Hillis-Steele doubling (offsets 1, 2, 4, ...), i.e.
+    ``2 * ceil(log2 W)`` in-place passes into one scratch tensor, in 16-bit integers: on the CPU
+    this beats the cummax/cummin formulation, whose flips and int64 index outputs allocate several
+    full-size tensors per call (allocation, i.e. page faulting, dominates at BANE's sizes).
+
+    Args:
+        mask: (N, H, W) bool, True = foreground.
+
+    Returns:
+        (N, H, W) float32, same values as :func:`_row_distance`.
+    """
+    w = mask.shape[-1]
+    # 16-bit integers halve the memory traffic of float32; "no background" is a cap that the
+    # additions below can never overflow (cap + offset < 2^15), and that maps back to inf.
+    dtype = torch.int16 if w < _INT16_ROW_LIMIT else torch.int32
+    cap = 2 * _INT16_ROW_LIMIT if dtype == torch.int16 else 2**30
+    dist = mask.to(dtype).mul_(cap)
+    buf = torch.empty_like(dist)
+    for left_to_right in (True, False):
+        s = 1
+        while s < w:
+            shifted = buf[..., : w - s]
+            # Copy the old values before writing: source and target slices overlap.
+            if left_to_right:
+                torch.add(dist[..., :-s], s, out=shifted)
+                torch.minimum(dist[..., s:], shifted, out=dist[..., s:])
+            else:
+                torch.add(dist[..., s:], s, out=shifted)
+                torch.minimum(dist[..., :-s], shifted, out=dist[..., :-s])
+            s *= 2
+    out = dist.float()
+    return out.masked_fill_(dist >= cap, float("inf"))
+
+
+def _squared_distance_transform_cpu(maps: Tensor) -> Tensor:
+    """CPU path of :func:`squared_distance_transform` for (N, H, W) maps with ``H <= W``.
+
+    Only maps with both foreground and background pixels are transformed (scalars are read: there
+    is no device to keep busy); empty maps are zero and full maps get the border distance.
+    """
+    n, h, w = maps.shape
+    flat = maps.flatten(1)
+    has_fg, all_fg = flat.any(dim=1), flat.all(dim=1)
+    mixed = has_fg & ~all_fg
+    num_mixed = int(mixed.sum())
+    if num_mixed == n:
+        return _column_envelope_loop(_row_distance_scan(maps).square_())
+    out = torch.zeros(maps.shape, dtype=torch.float32, device=maps.device)
+    if num_mixed:
+        out[mixed] = _column_envelope_loop(_row_distance_scan(maps[mixed]).square_())
+    if bool(all_fg.any()):
+        out[all_fg] = _border_distance(h, w, maps.device).square()
+    return out
+
+
+def _border_distance(h: int, w: int, device) -> Tensor:
+    """(H, W) distance to the image border, ``min(y + 1, x + 1, H - y, W - x)``."""
+    ys = torch.arange(h, device=device, dtype=torch.float32)[:, None]
+    xs = torch.arange(w, device=device, dtype=torch.float32)[None, :]
+    return torch.minimum(torch.minimum(ys + 1, h - ys), torch.minimum(xs + 1, w - xs))
 
 
 def squared_distance_transform(mask: Tensor) -> Tensor:
@@ -88,35 +176,17 @@ def squared_distance_transform(mask: Tensor) -> Tensor:
     shape = mask.shape
     h, w = shape[-2:]
     maps = mask.reshape(-1, h, w)
-    if not maps.is_cuda:
-        # Most class-wise error maps are empty; on the CPU skipping them costs no sync.
-        active = maps.flatten(1).any(dim=1)
-        if not bool(active.all()):
-            out = torch.zeros(maps.shape, dtype=torch.float32, device=maps.device)
-            out[active] = squared_distance_transform(maps[active])
-            return out.reshape(shape)
     transposed = h > w
     if transposed:  # run the quadratic pass along the shorter axis
         maps = maps.transpose(1, 2)
-    row = _row_distance(maps)
     if maps.is_cuda:
-        d2 = _column_envelope_broadcast(row.square())
+        d2 = _column_envelope_broadcast(_row_distance(maps).square())
+        # Maps with no background: distance to the border (as if surrounded by background).
+        full = maps.flatten(1).all(dim=1)[:, None, None]
+        border = _border_distance(maps.shape[1], maps.shape[2], maps.device).square()
+        d2 = torch.where(full, border.expand_as(d2), d2)
     else:
-        # Any distance is at most the 1-D distance along a row or a column, so offsets beyond the
-        # largest such bound cannot win. Reading it costs nothing on the CPU.
-        col = _row_distance(maps.transpose(1, 2).contiguous()).transpose(1, 2)
-        bound = torch.minimum(row, col)
-        finite = bound[torch.isfinite(bound)]
-        max_offset = int(finite.max().item()) if finite.numel() else 0
-        d2 = _column_envelope_loop(row.square(), max_offset)
-
-    # Maps with no background: distance to the border, min(y + 1, x + 1, H - y, W - x).
-    mh, mw = maps.shape[1:]
-    ys = torch.arange(mh, device=mask.device, dtype=torch.float32)[:, None]
-    xs = torch.arange(mw, device=mask.device, dtype=torch.float32)[None, :]
-    border = torch.minimum(torch.minimum(ys + 1, mh - ys), torch.minimum(xs + 1, mw - xs))
-    full = maps.flatten(1).all(dim=1)[:, None, None]
-    d2 = torch.where(full, border.square().expand_as(d2), d2)
+        d2 = _squared_distance_transform_cpu(maps.contiguous())
     if transposed:
         d2 = d2.transpose(1, 2)
     return d2.reshape(shape).contiguous()

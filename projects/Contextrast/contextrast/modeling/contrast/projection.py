@@ -31,6 +31,10 @@ class ConvMLPProjectionHead(nn.Module):
             norm: detectron2 norm name for the hidden layer ("BN", "SyncBN", "GN", ...).
         """
         super().__init__()
+        if proj_dim < 1:
+            raise ValueError(
+                f"MODEL.CONTEXTRAST.PROJ_DIM = {proj_dim}: expected a positive integer"
+            )
         self.proj = nn.Sequential(
             nn.Conv2d(in_channels, in_channels, kernel_size=1),
             nn.ReLU(inplace=True),

@@ -89,6 +89,13 @@ class ContextrastSegmentor(nn.Module):
                     f"{missing} not produced by backbone {cfg.MODEL.BACKBONE.NAME} "
                     f"(it produces {sorted(shapes)})"
                 )
+            strides = [shapes[f].stride for f in cfg.MODEL.CONTEXTRAST.IN_FEATURES]
+            if strides != sorted(strides):
+                # The last entry is taken as the deepest layer I whose anchors are mixed in.
+                raise ValueError(
+                    f"MODEL.CONTEXTRAST.IN_FEATURES = {list(cfg.MODEL.CONTEXTRAST.IN_FEATURES)}: "
+                    f"strides {strides} must not decrease (shallowest layer first, deepest last)"
+                )
             kwargs["criterion"] = ContextrastCriterion(cfg)
             kwargs["contrast_heads"] = build_contrast_heads(cfg, shapes)
         return kwargs

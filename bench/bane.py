@@ -1,0 +1,316 @@
+#!/usr/bin/env python
+"""Cost of BANE: the distance transform and the selection alone, and BANE's share of a step.
+
+1. Distance transform of class-wise error maps, ``contextrast.modeling.contrast.edt`` on the
+   chosen device vs ``scipy.ndimage.distance_transform_edt`` map by map on the CPU (the
+   reference; single-threaded). Default shape: batch 8, 19 classes, 128x256 = the stride-4 maps of
+   a 512x1024 Cityscapes crop. Two kinds of maps:
+     realistic  error maps ``[pred = n, gt != n]`` of a Voronoi ground truth (40 regions per image,
+                random classes) against a blocky prediction (the ground truth sampled every 8
+                pixels and repeated, 10% of the 8x8 blocks given a random class): staircase
+                errors along every boundary plus whole wrong blocks, about 20% of the pixels.
+     dense      i.i.d. random maps, each pixel foreground with probability 0.5 (worst case for
+                the number of non-empty maps, easy for distances).
+   Every implementation is checked for exact equality with scipy. ``--baseline-edt FILE`` adds
+   another implementation of ``squared_distance_transform`` (e.g. an older ``edt.py``) to the
+   same interleaved rounds, for before/after numbers.
+2. The whole BANE selection (``select_boundary_negatives``: error maps, EDT, per-map ranking).
+3. BANE's share of a training step of a ``train_step.py`` preset: ``select_boundary_negatives``
+   is timed inside the criterion (CUDA events on the GPU) over the timed steps of the
+   ``CE + CCL + BANE`` variant, and divided by the step time.
+
+Rounds are interleaved (one call of every implementation per round) and medians reported, so load
+changes on a shared machine hit all implementations alike. ``--threads 1 2`` times the torch
+implementations at each intra-op thread count inside the same rounds.
+
+    python bench/bane.py                                  # CPU, default shapes, demo network
+    python bench/bane.py --device cuda --step-preset hrnet_gpu
+    git show f568da8:projects/Contextrast/contextrast/modeling/contrast/edt.py > /tmp/edt_old.py
+    python bench/bane.py --baseline-edt /tmp/edt_old.py --threads 1 2
+"""
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+def realistic_case(
+    *, batch: int, num_classes: int, size: Tuple[int, int], regions: int = 40, block: int = 8,
+    flip: float = 0.1, seed: int = 0,
+) -> Tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """(pred, gt), each (B, H, W) long: Voronoi ground truth and a blocky prediction of it."""
+    g = torch.Generator().manual_seed(seed)
+    h, w = size
+    ys = torch.rand(batch, regions, generator=g) * h
+    xs = torch.rand(batch, regions, generator=g) * w
+    classes = torch.randint(0, num_classes, (batch, regions), generator=g)
+    yy, xx = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
+    gt = torch.empty(batch, h, w, dtype=torch.long)
+    for i in range(batch):  # one image at a time keeps the (regions, H, W) distances small
+        d = (yy[None] - ys[i, :, None, None]) ** 2 + (xx[None] - xs[i, :, None, None]) ** 2
+        gt[i] = classes[i][d.argmin(0)]
+    coarse = gt[:, block // 2 :: block, block // 2 :: block]
+    noise = torch.rand(coarse.shape, generator=g) < flip
+    coarse = torch.where(noise, torch.randint(0, num_classes, coarse.shape, generator=g), coarse)
+    pred = coarse.repeat_interleave(block, 1).repeat_interleave(block, 2)[:, :h, :w]
+    return pred.contiguous(), gt
+
+
+def scipy_edt2(maps: np.ndarray) -> np.ndarray:
+    """Squared EDT of (M, H, W) bool maps with scipy, map by map (rounded: exact integers)."""
+    from scipy import ndimage
+
+    out = np.empty(maps.shape, dtype=np.float64)
+    for i, m in enumerate(maps):
+        out[i] = ndimage.distance_transform_edt(m) ** 2
+    return np.round(out)
+
+
+def load_edt(path: str) -> Callable:
+    """``squared_distance_transform`` of a standalone copy of ``edt.py``."""
+    spec = importlib.util.spec_from_file_location("baseline_edt", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.squared_distance_transform
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def interleaved(fns: Dict[str, Callable[[], None]], rounds: int, device: str) -> Dict[str, Dict]:
+    """Median wall / CPU seconds of every function over interleaved rounds (first call = warm-up)."""
+    for fn in fns.values():
+        fn()
+    _sync(device)
+    wall: Dict[str, List[float]] = {k: [] for k in fns}
+    cpu: Dict[str, List[float]] = {k: [] for k in fns}
+    names = list(fns)
+    for r in range(rounds):
+        for k in names[r % len(names) :] + names[: r % len(names)]:
+            _sync(device)
+            t0, c0 = time.perf_counter(), time.process_time()
+            fns[k]()
+            _sync(device)
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.process_time() - c0)
+    return {
+        k: {"wall_ms": 1000 * statistics.median(wall[k]), "cpu_ms": 1000 * statistics.median(cpu[k])}
+        for k in names
+    }
+
+
+def with_threads(fn: Callable, threads: Optional[int]) -> Callable[[], None]:
+    """``fn`` run with ``threads`` intra-op threads (None: leave as is)."""
+
+    def call():
+        if threads is None:
+            return fn()
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return fn()
+        finally:
+            torch.set_num_threads(before)
+
+    return call
+
+
+def bench_edt(args, maps_by_kind: Dict[str, torch.Tensor]) -> Dict:
+    """Part 1: EDT implementations vs scipy, checked for exactness."""
+    from contextrast.modeling.contrast.edt import squared_distance_transform
+
+    impls = {"edt": squared_distance_transform}
+    if args.baseline_edt:
+        impls["baseline_edt"] = load_edt(args.baseline_edt)
+    results = {}
+    for kind, maps in maps_by_kind.items():
+        host = maps.numpy().reshape(-1, *maps.shape[-2:])
+        reference = scipy_edt2(host)
+        dev = maps.to(args.device)
+        fns = {"scipy": lambda: scipy_edt2(host)}
+        for name, impl in impls.items():
+            out = impl(dev).cpu().numpy().reshape(reference.shape)
+            if not np.array_equal(out, reference):
+                raise AssertionError(f"{name} differs from scipy on the {kind} maps")
+            for t in args.threads or [None]:
+                label = name if t is None else f"{name} ({t} thr)"
+                fns[label] = with_threads(lambda impl=impl, dev=dev: impl(dev), t)
+        timing = interleaved(fns, args.rounds, args.device)
+        nonempty = int(maps.flatten(-2).any(-1).sum())
+        results[kind] = {
+            "shape": list(maps.shape),
+            "nonempty_maps": nonempty,
+            "foreground_fraction": float(maps.float().mean()),
+            "max_distance": float(np.sqrt(reference.max())),
+            "timing": timing,
+        }
+    return results
+
+
+def bench_selection(args, pred: torch.Tensor, gt: torch.Tensor) -> Dict:
+    """Part 2: the whole BANE selection."""
+    from contextrast.modeling.contrast.bane import select_boundary_negatives
+
+    pred, gt = pred.to(args.device), gt.to(args.device)
+
+    def select():
+        return select_boundary_negatives(
+            pred, gt, num_classes=args.classes, ignore_value=255, top_k_ratio=0.5
+        )
+
+    fns = {}
+    for t in args.threads or [None]:
+        fns["select" if t is None else f"select ({t} thr)"] = with_threads(select, t)
+    return interleaved(fns, args.rounds, args.device)
+
+
+def bench_step_share(args) -> Dict:
+    """Part 3: time inside select_boundary_negatives / step time, CE + CCL + BANE variant."""
+    from detectron2.utils.events import EventStorage
+
+    import contextrast.modeling.contrast.criterion as criterion_module
+    from train_step import PRESETS, build_variant, make_step, synthetic_batch, timed
+
+    preset = PRESETS[args.step_preset]
+    cuda = preset.device == "cuda"
+    model, opt, cfg = build_variant(preset, "ccl_bane", [])
+    batch = synthetic_batch(
+        batch=preset.batch, size=preset.size, num_classes=cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
+        ignore=cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE, device=preset.device, seed=1,
+    )  # fmt: skip
+    step = make_step(model, opt, batch, amp=cfg.SOLVER.AMP.ENABLED)
+    original = criterion_module.select_boundary_negatives
+    spans: List = []
+
+    def timed_selection(*a, **kw):
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            out = original(*a, **kw)
+            end.record()
+            spans.append((start, end))
+        else:
+            t0 = time.perf_counter()
+            out = original(*a, **kw)
+            spans.append(1000 * (time.perf_counter() - t0))
+        return out
+
+    shares, step_ms, bane_ms = [], [], []
+    criterion_module.select_boundary_negatives = timed_selection
+    try:
+        with EventStorage(0):
+            for i in range(args.step_warmup):
+                step(i + 1)
+            for i in range(args.step_rounds):
+                spans.clear()
+                ms = timed(step, args.step_warmup + i + 1, cuda)
+                if cuda:
+                    inside = sum(start.elapsed_time(end) for start, end in spans)
+                else:
+                    inside = sum(spans)
+                step_ms.append(ms)
+                bane_ms.append(inside)
+                shares.append(inside / ms)
+    finally:
+        criterion_module.select_boundary_negatives = original
+    return {
+        "preset": args.step_preset,
+        "config": preset.config,
+        "batch": preset.batch,
+        "size": list(preset.size),
+        "layers": list(cfg.MODEL.CONTEXTRAST.IN_FEATURES),
+        "step_median_ms": statistics.median(step_ms),
+        "bane_median_ms": statistics.median(bane_ms),
+        "bane_share_median": statistics.median(shares),
+        "bane_share_max": max(shares),
+    }
+
+
+def format_report(result: Dict) -> str:
+    lines = [f"device {result['device']}, torch threads {result['torch_threads']}, "
+             f"{result['rounds']} interleaved rounds, load average {result['loadavg_1m']:.1f}"]  # fmt: skip
+    for kind, r in result["edt"].items():
+        lines.append(
+            f"EDT, {kind} maps {tuple(r['shape'])}, {r['nonempty_maps']} non-empty, "
+            f"foreground {100 * r['foreground_fraction']:.1f}%, max distance {r['max_distance']:.1f}"
+        )
+        scipy_ms = r["timing"]["scipy"]["wall_ms"]
+        for name, t in r["timing"].items():
+            lines.append(
+                f"  {name:<24} wall {t['wall_ms']:9.1f} ms  cpu {t['cpu_ms']:9.1f} ms  "
+                f"scipy/this {scipy_ms / t['wall_ms']:6.2f}x"
+            )
+    for name, t in result["selection"].items():
+        lines.append(f"BANE selection {name:<14} wall {t['wall_ms']:9.1f} ms  cpu {t['cpu_ms']:9.1f} ms")
+    s = result.get("step_share")
+    if s:
+        lines.append(
+            f"BANE in a training step ({s['preset']}, batch {s['batch']}, {s['size'][0]}x{s['size'][1]}, "
+            f"layers {s['layers']}): {s['bane_median_ms']:.1f} ms of {s['step_median_ms']:.1f} ms, "
+            f"share median {100 * s['bane_share_median']:.2f}% (max {100 * s['bane_share_max']:.2f}%)"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", default="cpu", help="device of the torch EDT / selection")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--classes", type=int, default=19)
+    parser.add_argument("--size", type=int, nargs=2, default=[128, 256], help="map H W")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, nargs="+", help="torch intra-op thread counts")
+    parser.add_argument("--baseline-edt", help="another edt.py to time side by side")
+    parser.add_argument("--step-preset", default="demo", help="train_step.py preset; 'none' = skip")
+    parser.add_argument("--step-warmup", type=int, default=2)
+    parser.add_argument("--step-rounds", type=int, default=5)
+    parser.add_argument("--json", help="write the result here")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from contextrast.modeling.contrast.bane import error_maps
+
+    args = parse_args(argv)
+    pred, gt = realistic_case(batch=args.batch, num_classes=args.classes, size=tuple(args.size))
+    maps, _, _ = error_maps(pred, gt, args.classes, 255, "fp")
+    g = torch.Generator().manual_seed(1)
+    dense = torch.rand(maps.shape, generator=g) < 0.5
+    result = {
+        "device": torch.cuda.get_device_name(0) if args.device == "cuda" else f"cpu ({os.cpu_count()} cores)",
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "rounds": args.rounds,
+        "loadavg_1m": os.getloadavg()[0],
+        "edt": bench_edt(args, {"realistic": maps, "dense": dense}),
+        "selection": bench_selection(args, pred, gt),
+    }
+    if args.step_preset != "none":
+        result["step_share"] = bench_step_share(args)
+    result["loadavg_1m_end"] = os.getloadavg()[0]
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    print(format_report(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

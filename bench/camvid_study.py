@@ -1,0 +1,251 @@
+#!/usr/bin/env python
+"""CamVid study: CE only vs + CCL vs + CCL + BANE, same network, schedule and seeds.
+
+Every (setting, seed) run is one ``tools/train_net.py`` process on ``camvid_train`` that ends with
+detectron2's ``SemSegEvaluator`` on ``camvid_val``; its mIoU and per-class IoU are read back from the
+run's ``metrics.json``. Runs whose ``result.json`` exists are skipped, and an interrupted run resumes
+from its last checkpoint, so the study can be stopped and restarted at will. When all runs are in,
+the script writes ``results.json`` and the report (Markdown table + PNG plots, see
+``study_report.py``).
+
+    DETECTRON2_DATASETS=/work/shared/data python bench/camvid_study.py --preset cpu
+    python bench/camvid_study.py --preset gpu                # HRNetV2-W48, 360x480 crops
+    python bench/camvid_study.py --preset cpu --tag tau007 MODEL.CONTEXTRAST.TEMPERATURE 0.07
+
+Presets:
+    cpu  the demo's thin dilated ResNet + ASPP (configs/camvid/study_cpu*.yaml), short side 180,
+         160x160 crops, batch 8, 400 iterations, 3 seeds, 1 intra-op thread per run; about an
+         hour on 2 shared CPU cores.
+    gpu  HRNetV2-W48 + HRNetV2 head (configs/camvid/study_gpu*.yaml), 360x480 crops, batch 8, AMP,
+         300 iterations, 3 seeds; sized for about 10 minutes of one H100 (not run yet).
+
+Extra ``KEY VALUE`` pairs are config overrides applied to every run; give them a ``--tag`` so their
+runs and report do not mix with the preset's own.
+"""
+import argparse
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+from study_report import write_report
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+SETTINGS = ("ce", "ccl", "ccl_bane")
+SETTING_LABELS = {"ce": "CE only", "ccl": "CE + CCL", "ccl_bane": "CE + CCL + BANE"}
+logger = logging.getLogger("contextrast.bench.camvid_study")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Configs of the three settings, seeds and fixed overrides of one study size."""
+
+    configs: Dict[str, str]
+    seeds: Sequence[int]
+    opts: Sequence[str] = field(default_factory=tuple)
+    # Intra-op threads of each run (OMP/MKL_NUM_THREADS); None = leave the environment alone.
+    threads: Optional[int] = None
+
+
+PRESETS = {
+    "cpu": Preset(
+        configs={
+            "ce": "configs/camvid/study_cpu_ce.yaml",
+            "ccl": "configs/camvid/study_cpu_ccl.yaml",
+            "ccl_bane": "configs/camvid/study_cpu.yaml",
+        },
+        seeds=(0, 1, 2),
+        # On 2 shared cores, 2 OpenMP threads wait on each other whenever one is descheduled:
+        # a training step measured 7-11 s with 2 threads vs 0.65 s with 1 (load average ~6).
+        threads=1,
+    ),
+    "gpu": Preset(
+        configs={
+            "ce": "configs/camvid/study_gpu_ce.yaml",
+            "ccl": "configs/camvid/study_gpu_ccl.yaml",
+            "ccl_bane": "configs/camvid/study_gpu.yaml",
+        },
+        seeds=(0, 1, 2),
+    ),
+}
+
+
+def eval_record(metrics_path: str) -> Dict:
+    """Last record of a detectron2 ``metrics.json`` holding ``sem_seg/mIoU``."""
+    with open(metrics_path) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    evals = [r for r in records if "sem_seg/mIoU" in r]
+    if not evals:
+        raise RuntimeError(f"{metrics_path} holds no 'sem_seg/mIoU' record: did evaluation run?")
+    return evals[-1]
+
+
+def train_curve(metrics_path: str) -> Dict[str, List[float]]:
+    """Training scalars per logged iteration (last record wins when a run was resumed)."""
+    by_iter: Dict[int, Dict] = {}
+    with open(metrics_path) as f:
+        for line in f:
+            if line.strip():
+                r = json.loads(line)
+                if "total_loss" in r:
+                    by_iter[r["iteration"]] = r
+    iters = sorted(by_iter)
+    keys = ("total_loss", "loss_sem_seg", "loss_contrast")
+    curve = {"iteration": iters}
+    for k in keys:
+        curve[k] = [by_iter[i].get(k) for i in iters]
+    return curve
+
+
+def run_one(
+    *, config: str, seed: int, out_dir: str, opts: Sequence[str], env: Dict[str, str]
+) -> Dict:
+    """Train + evaluate one (setting, seed); returns and stores its ``result.json``."""
+    os.makedirs(out_dir, exist_ok=True)
+    cmd = [
+        sys.executable, os.path.join(ROOT, "tools", "train_net.py"),
+        "--config-file", os.path.join(ROOT, config),
+    ]  # fmt: skip
+    resumed = os.path.exists(os.path.join(out_dir, "last_checkpoint"))
+    if resumed:
+        cmd.append("--resume")
+    cmd += ["SEED", str(seed), "OUTPUT_DIR", out_dir] + list(opts)
+    logger.info("run %s", " ".join(cmd))
+    t0 = time.time()
+    with open(os.path.join(out_dir, "stdout.txt"), "a") as log:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    wall = time.time() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"run failed (exit {proc.returncode}); see {out_dir}/stdout.txt")
+    metrics_path = os.path.join(out_dir, "metrics.json")
+    record = eval_record(metrics_path)
+    per_class = {
+        k[len("sem_seg/IoU-") :]: v for k, v in record.items() if k.startswith("sem_seg/IoU-")
+    }
+    result = {
+        "config": config,
+        "seed": seed,
+        "opts": list(opts),
+        "command": " ".join(cmd),
+        "mIoU": record["sem_seg/mIoU"],
+        "pACC": record.get("sem_seg/pACC"),
+        "mACC": record.get("sem_seg/mACC"),
+        "per_class_IoU": per_class,
+        "wall_s": wall,
+        "resumed": resumed,
+        "curve": train_curve(metrics_path),
+    }
+    with open(os.path.join(out_dir, "result.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    return result
+
+
+def class_names(dataset_name: str) -> List[str]:
+    """``stuff_classes`` of a registered dataset, in train-id order."""
+    import contextrast.data  # noqa: F401  (registers the datasets)
+    from detectron2.data import MetadataCatalog
+
+    return list(MetadataCatalog.get(dataset_name).stuff_classes)
+
+
+def machine_info() -> Dict:
+    """What the numbers were measured on."""
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),  # of this process, not of the runs
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "loadavg_1m": os.getloadavg()[0],
+    }
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    parser.add_argument("--seeds", type=int, nargs="+", help="default: the preset's seeds")
+    parser.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS))
+    parser.add_argument(
+        "--threads", type=int, help="intra-op threads per run (default: the preset's)"
+    )
+    parser.add_argument("--tag", default="", help="suffix of the output folder and report name")
+    parser.add_argument("--output-dir", help="default: output/camvid_study/<preset>[_<tag>]")
+    parser.add_argument("--report", help="default: docs/results/camvid_study[_gpu][_<tag>].md")
+    parser.add_argument(
+        "--report-only", action="store_true", help="do not train; report the finished runs"
+    )
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for every run")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[camvid_study] %(message)s")
+    preset = PRESETS[args.preset]
+    name = args.preset + (f"_{args.tag}" if args.tag else "")
+    out_root = args.output_dir or os.path.join(ROOT, "output", "camvid_study", name)
+    report_name = "camvid_study" + ("" if args.preset == "cpu" else f"_{args.preset}")
+    report_name += f"_{args.tag}" if args.tag else ""
+    report = args.report or os.path.join(ROOT, "docs", "results", report_name + ".md")
+    seeds = args.seeds if args.seeds else list(preset.seeds)
+    opts = list(preset.opts) + list(args.opts)
+    env = dict(os.environ)
+    threads = args.threads if args.threads is not None else preset.threads
+    if threads is not None:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    os.makedirs(out_root, exist_ok=True)
+
+    start = time.time()
+    results: Dict[str, List[Dict]] = {s: [] for s in args.settings}
+    # Seed-major order: a partial study always holds complete seeds of every setting.
+    for seed in seeds:
+        for setting in args.settings:
+            run_dir = os.path.join(out_root, f"{setting}_seed{seed}")
+            done = os.path.join(run_dir, "result.json")
+            if os.path.exists(done):
+                with open(done) as f:
+                    results[setting].append(json.load(f))
+                logger.info("%s seed %d: done before, mIoU %.2f", setting, seed, results[setting][-1]["mIoU"])
+                continue
+            if args.report_only:
+                logger.info("%s seed %d: not finished, left out of the report", setting, seed)
+                continue
+            r = run_one(
+                config=preset.configs[setting], seed=seed, out_dir=run_dir, opts=opts, env=env
+            )
+            results[setting].append(r)
+            logger.info("%s seed %d: mIoU %.2f (%.0f s)", setting, seed, r["mIoU"], r["wall_s"])
+
+    summary = {
+        "preset": args.preset,
+        "tag": args.tag,
+        "opts": opts,
+        "seeds": seeds,
+        "labels": {s: SETTING_LABELS[s] for s in args.settings},
+        "classes": class_names("camvid_val"),
+        "command": "python " + " ".join([os.path.relpath(__file__, ROOT)] + list(sys.argv[1:])),
+        "datasets_root": env.get("DETECTRON2_DATASETS", "datasets"),
+        "threads": threads,
+        "machine": machine_info(),
+        "session_wall_s": time.time() - start,
+        "runs": results,
+    }
+    with open(os.path.join(out_root, "results.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    table = write_report(summary, report)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,339 @@
+#!/usr/bin/env python
+"""Training-step cost of Contextrast: time and peak memory of CE only, + CCL and + CCL + BANE.
+
+The three variants are the same network (same config, same initial weights: the projection heads
+are built after everything else) on the same synthetic batch. After a warm-up, the variants are
+timed in interleaved rounds (round r times one step of each variant, in rotating order), so that
+load changes on a shared machine hit all of them alike; the table gives the median, the
+interquartile range and the ratio of medians to CE only.
+
+A step is what ``SimpleTrainer.run_step`` does: forward with losses, sum, ``zero_grad``, backward,
+``optimizer.step()``, with detectron2's SGD from ``SOLVER.*`` and an ``EventStorage`` whose
+iteration advances, so the criterion's periodic statistics logging (every 20 iterations) happens
+at its real rate. On CUDA a step is timed with CUDA events; on the CPU with ``perf_counter``.
+
+Peak memory:
+    CUDA  ``torch.cuda.max_memory_allocated`` during one step minus the memory allocated before it
+          (activations, gradients, workspaces), plus the model's own state (parameters + SGD
+          momentum), reported separately.
+    CPU   there is no allocator statistic: every variant runs in a fresh process that reports
+          the peak resident set size (``ru_maxrss``) over 3 steps minus the resident set size
+          just before its first step. Noisier than the CUDA figure (allocator caching).
+
+    python bench/train_step.py --preset demo
+    python bench/train_step.py --preset hrnet_cpu --rounds 5
+    python bench/train_step.py --preset hrnet_gpu          # HRNetV2-W48, 512x1024, batch 8
+
+Labels are blocky random class maps (one class per 32x32 cell, 5% ignore pixels), so CCL and BANE
+see many classes and sizeable error regions, as early in training.
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+VARIANTS = {
+    "ce": ["MODEL.CONTEXTRAST.ENABLED", "False"],
+    "ccl": ["MODEL.CONTEXTRAST.BANE.ENABLED", "False"],
+    "ccl_bane": [],
+}
+LABELS = {"ce": "CE only", "ccl": "CE + CCL", "ccl_bane": "CE + CCL + BANE"}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Network config, batch and input size of one benchmark."""
+
+    config: str
+    batch: int
+    size: Tuple[int, int]
+    device: str
+    opts: Sequence[str] = field(default_factory=tuple)
+
+
+_BN = ["MODEL.HRNET.NORM", "BN", "MODEL.SEM_SEG_HEAD.NORM", "BN"]  # SyncBN needs a process group
+PRESETS = {
+    "demo": Preset("configs/demo/contextrast.yaml", 8, (128, 128), "cpu"),
+    "study_cpu": Preset("configs/camvid/study_cpu.yaml", 8, (160, 160), "cpu"),
+    "hrnet_cpu": Preset("configs/cityscapes/hrnet_w48_contextrast.yaml", 2, (256, 512), "cpu", _BN),
+    "hrnet_gpu": Preset("configs/cityscapes/hrnet_w48_contextrast.yaml", 8, (512, 1024), "cuda", _BN),
+}
+
+
+def build_cfg(config: str, device: str, opts: Sequence[str]):
+    """Project config from ``config`` + ``opts`` on ``device`` (no dataset is read)."""
+    from contextrast.config import get_contextrast_cfg
+
+    cfg = get_contextrast_cfg()
+    cfg.merge_from_file(os.path.join(ROOT, config))
+    cfg.merge_from_list(list(opts) + ["MODEL.DEVICE", device, "MODEL.WEIGHTS", ""])
+    cfg.freeze()
+    return cfg
+
+
+def synthetic_batch(
+    *, batch: int, size: Tuple[int, int], num_classes: int, ignore: int, device: str, seed: int
+) -> List[Dict]:
+    """detectron2 records with random 0-255 images and blocky random labels."""
+    g = torch.Generator().manual_seed(seed)
+    h, w = size
+    cells = (max(1, h // 32), max(1, w // 32))
+    records = []
+    for _ in range(batch):
+        coarse = torch.randint(0, num_classes, (1, 1) + cells, generator=g).float()
+        label = torch.nn.functional.interpolate(coarse, size=size, mode="nearest")[0, 0].long()
+        label[torch.rand(size, generator=g) < 0.05] = ignore
+        image = torch.randint(0, 256, (3, h, w), generator=g).float()
+        records.append({"image": image.to(device), "sem_seg": label.to(device)})
+    return records
+
+
+def build_variant(preset: Preset, variant: str, extra_opts: Sequence[str]):
+    """(model in train mode, optimizer, cfg) of one variant; same initial weights for all."""
+    import contextrast  # noqa: F401  (registers the project's modules)
+    from detectron2.modeling import build_model
+    from detectron2.solver import build_optimizer
+
+    cfg = build_cfg(preset.config, preset.device, list(preset.opts) + list(extra_opts) + VARIANTS[variant])
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    model.train()
+    return model, build_optimizer(cfg, model), cfg
+
+
+def make_step(model, optimizer, batch: List[Dict], amp: bool) -> Callable[[int], None]:
+    """One ``SimpleTrainer``-style training step at a given storage iteration."""
+    from detectron2.utils.events import get_event_storage
+
+    device_type = batch[0]["image"].device.type
+    scaler = torch.amp.GradScaler(device_type) if amp else None
+
+    def step(iteration: int) -> None:
+        get_event_storage().iter = iteration
+        with torch.autocast(device_type=device_type, enabled=amp):
+            losses = model(batch)
+        total = sum(losses.values())
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is None:
+            total.backward()
+            optimizer.step()
+        else:
+            scaler.scale(total).backward()
+            scaler.step(optimizer)
+            scaler.update()
+
+    return step
+
+
+def timed(step: Callable[[int], None], iteration: int, cuda: bool) -> float:
+    """Milliseconds of one step (CUDA events on the GPU)."""
+    if cuda:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        step(iteration)
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end)
+    t0 = time.perf_counter()
+    step(iteration)
+    return (time.perf_counter() - t0) * 1000.0
+
+
+def state_bytes(model, optimizer) -> int:
+    """Parameters + buffers + optimizer state of one model."""
+    n = sum(p.numel() * p.element_size() for p in model.parameters())
+    n += sum(b.numel() * b.element_size() for b in model.buffers())
+    for s in optimizer.state.values():
+        n += sum(v.numel() * v.element_size() for v in s.values() if torch.is_tensor(v))
+    return n
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def memory_child(args) -> None:
+    """CPU memory of one variant in this (fresh) process; prints one JSON line."""
+    from detectron2.utils.events import EventStorage
+
+    preset = PRESETS[args.preset]
+    model, opt, cfg = build_variant(preset, args.memory_child, args.opts)
+    batch = synthetic_batch(
+        batch=args.batch or preset.batch, size=tuple(args.size or preset.size),
+        num_classes=cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, ignore=cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
+        device=preset.device, seed=1,
+    )  # fmt: skip
+    step = make_step(model, opt, batch, amp=cfg.SOLVER.AMP.ENABLED)
+    before = _rss_bytes()
+    with EventStorage(0):
+        for i in range(3):
+            step(i + 1)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    print(json.dumps({"peak_delta_bytes": peak - before, "state_bytes": state_bytes(model, opt)}))
+
+
+def cpu_memory(args, variant: str) -> Dict:
+    """Run :func:`memory_child` for one variant in a fresh process."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--preset", args.preset, "--memory-child", variant]
+    if args.batch:
+        cmd += ["--batch", str(args.batch)]
+    if args.size:
+        cmd += ["--size"] + [str(s) for s in args.size]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    out = subprocess.run(cmd + list(args.opts), check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def quartiles(values: Sequence[float]) -> Tuple[float, float, float]:
+    """(25th percentile, median, 75th percentile)."""
+    if len(values) < 2:
+        return values[0], values[0], values[0]
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return q[0], q[1], q[2]
+
+
+def run(args) -> Dict:
+    """Benchmark all variants; returns the result dict (also written with --json)."""
+    from detectron2.utils.events import EventStorage
+
+    preset = PRESETS[args.preset]
+    cuda = preset.device == "cuda"
+    variants = list(args.variants)
+    built = {v: build_variant(preset, v, args.opts) for v in variants}
+    cfg = built[variants[0]][2]
+    batch = synthetic_batch(
+        batch=args.batch or preset.batch, size=tuple(args.size or preset.size),
+        num_classes=cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, ignore=cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
+        device=preset.device, seed=1,
+    )  # fmt: skip
+    steps = {v: make_step(m, o, batch, amp=c.SOLVER.AMP.ENABLED) for v, (m, o, c) in built.items()}
+    times: Dict[str, List[float]] = {v: [] for v in variants}
+    memory: Dict[str, Dict] = {}
+    with EventStorage(0):
+        it = 0
+        for v in variants:  # warm-up (allocator, cudnn autotuning, lazy init)
+            for _ in range(args.warmup):
+                it += 1
+                steps[v](it)
+        if cuda:
+            torch.cuda.synchronize()
+        for r in range(args.rounds):
+            it += 1  # all variants of a round share the storage iteration
+            order = variants[r % len(variants) :] + variants[: r % len(variants)]
+            for v in order:
+                times[v].append(timed(steps[v], it, cuda))
+        if cuda:
+            for v in variants:
+                torch.cuda.synchronize()
+                base = torch.cuda.memory_allocated()
+                torch.cuda.reset_peak_memory_stats()
+                steps[v](it + 1)
+                torch.cuda.synchronize()
+                peak = torch.cuda.max_memory_allocated()
+                model, opt, _ = built[v]
+                memory[v] = {"peak_delta_bytes": peak - base, "state_bytes": state_bytes(model, opt)}
+    if not cuda and not args.no_memory:
+        memory = {v: cpu_memory(args, v) for v in variants}
+
+    result = {
+        "preset": args.preset,
+        "config": preset.config,
+        "batch": len(batch),
+        "size": list(batch[0]["image"].shape[-2:]),
+        "device": torch.cuda.get_device_name(0) if cuda else f"cpu ({os.cpu_count()} cores)",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "warmup": args.warmup,
+        "rounds": args.rounds,
+        "opts": list(args.opts),
+        "loadavg_1m": os.getloadavg()[0],
+        "variants": {},
+    }
+    base_median = quartiles(times[variants[0]])[1] if variants[0] == "ce" else None
+    for v in variants:
+        q1, med, q3 = quartiles(times[v])
+        entry = {"median_ms": med, "q1_ms": q1, "q3_ms": q3, "times_ms": times[v]}
+        if base_median:
+            entry["time_ratio_to_ce"] = med / base_median
+        entry.update(memory.get(v, {}))
+        result["variants"][v] = entry
+    if "ce" in memory:
+        ce_mem = memory["ce"]
+        for v in variants:
+            m = memory[v]
+            total, ce_total = m["peak_delta_bytes"] + m["state_bytes"], ce_mem["peak_delta_bytes"] + ce_mem["state_bytes"]
+            result["variants"][v]["memory_ratio_to_ce"] = total / ce_total
+    return result
+
+
+def format_table(result: Dict) -> str:
+    """Plain-text table of a result dict."""
+    lines = [
+        f"{result['preset']}: {result['config']}, batch {result['batch']}, {result['size'][0]}x"
+        f"{result['size'][1]}, {result['device']}, {result['threads']} threads, "
+        f"{result['rounds']} interleaved rounds after {result['warmup']} warm-up steps",
+        f"{'variant':<16} {'median ms':>10} {'IQR ms':>15} {'x CE':>6} {'peak step MiB':>14} "
+        f"{'state MiB':>10} {'mem x CE':>9}",
+    ]
+    for v, e in result["variants"].items():
+        iqr = f"{e['q1_ms']:.0f}-{e['q3_ms']:.0f}"
+        ratio = f"{e['time_ratio_to_ce']:.3f}" if "time_ratio_to_ce" in e else "-"
+        peak = f"{e['peak_delta_bytes'] / 2**20:.0f}" if "peak_delta_bytes" in e else "-"
+        state = f"{e['state_bytes'] / 2**20:.1f}" if "state_bytes" in e else "-"
+        mem = f"{e['memory_ratio_to_ce']:.3f}" if "memory_ratio_to_ce" in e else "-"
+        lines.append(
+            f"{LABELS[v]:<16} {e['median_ms']:>10.1f} {iqr:>15} {ratio:>6} {peak:>14} {state:>10} {mem:>9}"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="demo")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--warmup", type=int, default=3, help="warm-up steps per variant")
+    parser.add_argument("--rounds", type=int, default=20, help="timed steps per variant")
+    parser.add_argument("--batch", type=int, help="override the preset's batch size")
+    parser.add_argument("--size", type=int, nargs=2, help="override the preset's input H W")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (CPU)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the CPU memory processes")
+    parser.add_argument("--json", help="write the result here")
+    parser.add_argument("--memory-child", choices=list(VARIANTS), help=argparse.SUPPRESS)
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides (all variants)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_child:
+        memory_child(args)
+        return 0
+    result = run(args)
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    print(format_table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

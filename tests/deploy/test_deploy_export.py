@@ -1,0 +1,218 @@
+"""ONNX export of a Contextrast checkpoint: no training-only weights, the baseline's graph,
+ONNX Runtime parity at two sizes, and clear errors for checkpoints of another network."""
+
+import importlib.util
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from deploy_test_utils import BASELINE, DEMO
+from onnx import numpy_helper
+
+from deploy import export_onnx
+from deploy.common import (
+    TRAINING_ONLY_PREFIX,
+    CheckpointMismatchError,
+    InferenceWrapper,
+    build_inference_model,
+    build_training_model,
+    count_parameters,
+    load_inference_weights,
+    onnx_graph_summary,
+    ort_session,
+    random_images,
+    read_checkpoint,
+    setup_cfg,
+    torch_forward,
+)
+
+
+def inference_model(config=DEMO, weights=None, opts=()):
+    model = build_inference_model(setup_cfg(config, opts))
+    if weights:
+        load_inference_weights(model, weights)
+    return model
+
+
+def test_checkpoint_holds_projection_heads(demo_checkpoint):
+    # Otherwise the stripping tests below would prove nothing.
+    state = read_checkpoint(demo_checkpoint)
+    heads = [k for k in state if k.startswith(TRAINING_ONLY_PREFIX)]
+    model = build_training_model(setup_cfg(DEMO))
+    assert len(heads) == len([k for k in model.state_dict() if k.startswith(TRAINING_ONLY_PREFIX)])
+    assert heads
+
+
+def test_loading_drops_exactly_the_projection_heads(demo_checkpoint, caplog):
+    model = build_inference_model(setup_cfg(DEMO))
+    with caplog.at_level("INFO", logger="deploy.common"):
+        report = load_inference_weights(model, demo_checkpoint)
+    state = read_checkpoint(demo_checkpoint)
+    heads = sorted(k for k in state if k.startswith(TRAINING_ONLY_PREFIX))
+    assert report["dropped"] == heads
+    assert report["loaded"] == len(state) - len(heads) == len(model.state_dict())
+    assert f"Dropped {len(heads)} training-only tensors" in caplog.text
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, state[name]), name
+
+
+def test_initializers_hold_no_training_only_weight(
+    demo_checkpoint, contextrast_onnx, baseline_onnx
+):
+    ours, base = onnx_graph_summary(contextrast_onnx), onnx_graph_summary(baseline_onnx)
+    assert not [n for n in ours["initializers"] if "contrast" in n]
+    # Same tensors (names, dtypes, shapes) as the export of the baseline config.
+    assert ours["initializers"] == base["initializers"]
+    # And no initializer carries the values of a projection-head tensor.
+    heads = [
+        v.numpy()
+        for k, v in read_checkpoint(demo_checkpoint).items()
+        if k.startswith(TRAINING_ONLY_PREFIX) and v.numel() > 1
+    ]
+    for init in onnx.load(contextrast_onnx).graph.initializer:
+        array = numpy_helper.to_array(init)
+        for head in heads:
+            assert not (array.shape == head.shape and np.allclose(array, head)), init.name
+
+
+def test_same_weights_give_the_baseline_export(demo_checkpoint, contextrast_onnx, tmp_path):
+    # The baseline config loaded with the (stripped) Contextrast checkpoint exports to the same
+    # initializers, value for value: the deployed network is the baseline network.
+    path = str(tmp_path / "baseline_same_weights.onnx")
+    argv = ["--config-file", BASELINE, "--weights", demo_checkpoint, "--output", path, "--dynamic"]
+    assert export_onnx.main(argv) == 0
+    ours = {i.name: numpy_helper.to_array(i) for i in onnx.load(contextrast_onnx).graph.initializer}
+    base = {i.name: numpy_helper.to_array(i) for i in onnx.load(path).graph.initializer}
+    assert ours.keys() == base.keys()
+    for name, array in ours.items():
+        assert np.array_equal(array, base[name]), name
+
+
+def test_graph_and_parameters_equal_the_baseline(demo_checkpoint, contextrast_onnx, baseline_onnx):
+    ours, base = onnx_graph_summary(contextrast_onnx), onnx_graph_summary(baseline_onnx)
+    assert ours["op_histogram"] == base["op_histogram"]
+    assert ours["nodes"] == base["nodes"]
+    assert ours["initializer_elements"] == base["initializer_elements"]
+    assert ours["inputs"] == base["inputs"]
+    assert ours["outputs"] == base["outputs"]
+    contextrast = inference_model(DEMO, demo_checkpoint)
+    baseline = inference_model(BASELINE)
+    assert count_parameters(contextrast) == count_parameters(baseline)
+    assert count_parameters(build_training_model(setup_cfg(DEMO))) > count_parameters(contextrast)
+
+
+def test_io_contract(contextrast_onnx):
+    summary = onnx_graph_summary(contextrast_onnx)
+    num_classes = setup_cfg(DEMO).MODEL.SEM_SEG_HEAD.NUM_CLASSES
+    assert summary["inputs"] == {"images": ["float32", ["batch", 3, "height", "width"]]}
+    assert summary["outputs"] == {"logits": ["float32", ["batch", num_classes, "height", "width"]]}
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 128, 128), (2, 3, 97, 161)])
+def test_onnxruntime_matches_pytorch(demo_checkpoint, contextrast_onnx, shape):
+    wrapper = InferenceWrapper(inference_model(DEMO, demo_checkpoint))
+    images = random_images(shape[0], shape[2], shape[3], seed=7)
+    reference = torch_forward(wrapper, images)
+    output = ort_session(contextrast_onnx).run(None, {"images": images})[0]
+    assert output.shape == (shape[0], reference.shape[1], shape[2], shape[3])
+    # Logits of order 1 (trained weights), so the absolute tolerance is meaningful.
+    assert np.abs(reference).max() > 0.1
+    assert np.abs(output - reference).max() <= 1e-4
+    assert np.mean(output.argmax(1) == reference.argmax(1)) >= 0.999
+
+
+def test_labels_output(demo_checkpoint, tmp_path):
+    path = str(tmp_path / "labels.onnx")
+    argv = ["--config-file", DEMO, "--weights", demo_checkpoint, "--output", path]
+    assert (
+        export_onnx.main(argv + ["--output-kind", "labels", "--height", "96", "--width", "80"]) == 0
+    )
+    summary = onnx_graph_summary(path)
+    assert summary["outputs"] == {"labels": ["int64", [1, 96, 80]]}
+    images = random_images(1, 96, 80, seed=3)
+    logits = torch_forward(InferenceWrapper(inference_model(DEMO, demo_checkpoint)), images)
+    labels = ort_session(path).run(None, {"images": images})[0]
+    assert labels.dtype == np.int64
+    assert np.mean(labels == logits.argmax(1)) >= 0.999
+
+
+def test_export_with_images(demo_checkpoint, tmp_path):
+    import cv2
+
+    paths = []
+    for i, size in enumerate([(70, 90), (64, 100)]):
+        image = np.random.default_rng(i).integers(0, 256, size=(*size, 3), dtype=np.uint8)
+        paths.append(str(tmp_path / f"{i}.png"))
+        cv2.imwrite(paths[-1], image)
+    out = str(tmp_path / "m.onnx")
+    argv = ["--config-file", DEMO, "--weights", demo_checkpoint, "--output", out, "--dynamic"]
+    assert export_onnx.main(argv + ["--images", *paths]) == 0
+
+
+def _save(tmp_path, model, name="ckpt.pth") -> str:
+    path = str(tmp_path / name)
+    torch.save({"model": model.state_dict(), "iteration": 0}, path)
+    return path
+
+
+def test_wrong_class_count_lists_the_keys(tmp_path):
+    other = build_training_model(setup_cfg(DEMO, ["MODEL.SEM_SEG_HEAD.NUM_CLASSES", "5"]))
+    argv = ["--config-file", DEMO, "--weights", _save(tmp_path, other)]
+    with pytest.raises(SystemExit) as excinfo:
+        export_onnx.main(argv + ["--output", str(tmp_path / "x.onnx")])
+    message = str(excinfo.value.code)
+    assert "shape mismatch" in message
+    assert (
+        "sem_seg_head.predictor.weight: checkpoint (5, 64, 1, 1) vs model (8, 64, 1, 1)" in message
+    )
+    assert "sem_seg_head.predictor.bias" in message
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_wrong_architecture_lists_the_keys(tmp_path):
+    # ResNet-101 instead of ResNet-50: res4 has 23 blocks instead of 6.
+    other = build_training_model(setup_cfg(DEMO, ["MODEL.RESNETS.DEPTH", "101"]))
+    model = inference_model(DEMO)
+    with pytest.raises(CheckpointMismatchError) as excinfo:
+        load_inference_weights(model, _save(tmp_path, other))
+    message = str(excinfo.value)
+    stripped = {k for k in other.state_dict() if not k.startswith(TRAINING_ONLY_PREFIX)}
+    extra = sorted(stripped - set(model.state_dict()))
+    assert extra and "backbone.res4.6.conv1.weight" in extra
+    assert f"unexpected in the checkpoint ({len(extra)}):" in message
+    assert extra[0] in message
+    assert f"... and {len(extra) - 20} more" in message  # long lists are cut, with the count
+    assert "missing in the checkpoint" not in message
+
+
+def test_missing_keys_are_listed(tmp_path, demo_checkpoint):
+    state = read_checkpoint(demo_checkpoint)
+    del state["backbone.stem.conv1.weight"]
+    path = str(tmp_path / "partial.pth")
+    torch.save(state, path)  # a bare state dict is accepted too
+    with pytest.raises(CheckpointMismatchError, match="missing in the checkpoint"):
+        load_inference_weights(inference_model(DEMO), path)
+
+
+def test_baseline_checkpoint_loads_without_dropping(tmp_path):
+    baseline = build_training_model(setup_cfg(BASELINE))
+    report = load_inference_weights(inference_model(DEMO), _save(tmp_path, baseline))
+    assert report["dropped"] == []
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("onnxscript") is None,
+    reason="the dynamo exporter needs onnxscript (not in requirements.txt)",
+)
+def test_dynamo_exporter(demo_checkpoint, tmp_path, contextrast_onnx):
+    path = str(tmp_path / "dynamo.onnx")
+    argv = ["--config-file", DEMO, "--weights", demo_checkpoint, "--output", path, "--dynamic"]
+    assert export_onnx.main(argv + ["--exporter", "dynamo"]) == 0
+    summary = onnx_graph_summary(path)
+    assert not [n for n in summary["initializers"] if "contrast" in n]
+    assert summary["inputs"] == onnx_graph_summary(contextrast_onnx)["inputs"]
+    images = random_images(2, 97, 161, seed=5)
+    reference = torch_forward(InferenceWrapper(inference_model(DEMO, demo_checkpoint)), images)
+    output = ort_session(path).run(None, {"images": images})[0]
+    assert np.abs(output - reference).max() <= 1e-4

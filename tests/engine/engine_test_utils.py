@@ -1,0 +1,125 @@
+"""Helpers shared by the engine tests: tiny configs and real tools/train_net.py processes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+TRAIN_NET = os.path.join(ROOT, "tools", "train_net.py")
+DEMO_CONFIG = os.path.join(ROOT, "configs", "demo", "contextrast.yaml")
+
+# The demo model at toy size: small crops, batch 2, no workers, thin projection heads.
+TINY_OPTS = [
+    "SOLVER.IMS_PER_BATCH", "2",
+    "INPUT.CROP.SIZE", "(64, 64)",
+    "DATALOADER.NUM_WORKERS", "0",
+    "MODEL.CONTEXTRAST.PROJ_DIM", "16",
+]  # fmt: skip
+# Short runs that checkpoint often and log every iteration's raw losses to metrics.json.
+RUN_OPTS = TINY_OPTS + [
+    "SOLVER.MAX_ITER", "12",
+    "SOLVER.CHECKPOINT_PERIOD", "4",
+    "SOLVER.LOG_PERIOD", "1",
+    "DATASETS.TEST", "()",
+]  # fmt: skip
+# Evaluation on the validation split at half resolution (fast); logged at iteration MAX_ITER.
+EVAL_OPTS = ["DATASETS.TEST", "('synth_streets_val',)", "INPUT.MIN_SIZE_TEST", "80"]
+LOSS_KEYS = ("total_loss", "loss_sem_seg", "loss_contrast", "lr")
+
+
+def tiny_cfg(*opts: str, output_dir: str = ""):
+    """The demo config with :data:`TINY_OPTS` and ``opts`` (unfrozen)."""
+    from contextrast.config import get_contextrast_cfg, merge_config
+
+    cfg = get_contextrast_cfg()
+    merge_config(cfg, DEMO_CONFIG, TINY_OPTS + list(opts))
+    if output_dir:
+        cfg.OUTPUT_DIR = output_dir
+    return cfg
+
+
+def subprocess_env() -> Dict[str, str]:
+    env = dict(os.environ)
+    # One thread per process: the tests share two cores, and a fixed thread count is part of
+    # what makes CPU runs bit-identical.
+    env["OMP_NUM_THREADS"] = "1"
+    env["PYTHONWARNINGS"] = "ignore"
+    return env
+
+
+def train_net_cmd(output_dir: str, opts: Sequence[str], *, resume=False, extra=()) -> List[str]:
+    cmd = [sys.executable, TRAIN_NET, "--config-file", DEMO_CONFIG, *extra]
+    if resume:
+        cmd.append("--resume")
+    return cmd + list(opts) + ["OUTPUT_DIR", output_dir]
+
+
+def run(cmd: List[str], log_path: str, timeout: float) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in its own session; on timeout kill the whole group (spawned workers too)."""
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise AssertionError(f"{cmd} timed out after {timeout}s; see {log_path}")
+    return subprocess.CompletedProcess(cmd, proc.returncode)
+
+
+def tail(path: str, n: int = 60) -> str:
+    with open(path, errors="replace") as f:
+        return "".join(f.readlines()[-n:])
+
+
+def read_metrics(output_dir: str) -> Dict[int, dict]:
+    """metrics.json as {iteration: entry}; after a resume the last entry of an iteration wins."""
+    entries: Dict[int, dict] = {}
+    with open(os.path.join(output_dir, "metrics.json")) as f:
+        for line in f:
+            entry = json.loads(line)
+            entries.setdefault(entry["iteration"], {}).update(entry)
+    return entries
+
+
+def last_checkpoint(output_dir: str) -> Optional[str]:
+    path = os.path.join(output_dir, "last_checkpoint")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return f.read().strip()
+
+
+def wait_for(predicate, timeout: float, proc: Optional[subprocess.Popen] = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"process exited ({proc.returncode}) before the condition held")
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+def load_checkpoint(path: str) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def assert_same_tensors(a: dict, b: dict, what: str) -> None:
+    """Bitwise equality of two (nested) state dicts."""
+    assert a.keys() == b.keys(), what
+    for k in a:
+        if isinstance(a[k], dict):
+            assert_same_tensors(a[k], b[k], f"{what}.{k}")
+        elif isinstance(a[k], torch.Tensor):
+            assert torch.equal(a[k], b[k]), f"{what}.{k} differs"
+        else:
+            assert a[k] == b[k], f"{what}.{k}: {a[k]} != {b[k]}"

@@ -1,0 +1,162 @@
+"""Distributed training on CPU (gloo): the criterion across processes, and train_net --num-gpus 2.
+
+The contrastive criterion reduces anchors (per-class sums and counts), the negatives' logsumexp
+and the per-anchor positive terms over all processes, so two processes holding half a batch each
+must compute what one process computes on the whole batch. With every pixel taken as positive and
+negative (caps above the pixel count) the comparison is deterministic.
+"""
+
+import os
+import socket
+import time
+from datetime import timedelta
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+from engine_test_utils import TINY_OPTS, load_checkpoint, read_metrics, run, tail, train_net_cmd
+
+from contextrast.modeling.contrast import ContextrastCriterion
+from contextrast.modeling.contrast.anchors import class_anchors, mix_anchors
+
+WORLD = 2
+NUM_CLASSES, IGNORE = 4, 255
+LAYERS = {"l1": 16, "l2": 8}  # name -> side of the embedding map, shallowest first
+CAP = 4 * 16 * 16  # > pixels of any layer: sampling takes every pixel
+TIMEOUT_S = 180
+
+
+def _criterion() -> ContextrastCriterion:
+    return ContextrastCriterion(
+        in_features=list(LAYERS), num_classes=NUM_CLASSES, ignore_value=IGNORE, temperature=0.1,
+        layer_weights=[0.5, 1.0], loss_weight=0.1, warmup_iters=0, anchor_weight_low=0.5,
+        anchor_weight_high=0.5, max_positives=CAP, min_negatives=CAP, max_negatives=CAP,
+        bane_enabled=True, bane_top_k_ratio=0.5, bane_error_map="fp",
+    )  # fmt: skip
+
+
+def _scenarios():
+    """Batches of 4 images; process r of 2 gets images 2r, 2r + 1."""
+    g = torch.Generator().manual_seed(0)
+    batch, size = 4, 32
+    labels = torch.randint(0, NUM_CLASSES, (batch, size, size), generator=g)
+    labels[:, :4] = IGNORE
+    # Class 0 only in the first half, class NUM_CLASSES - 1 only in the second half.
+    skewed = labels.clone()
+    skewed[2:][skewed[2:] == 0] = 1
+    skewed[:2][skewed[:2] == NUM_CLASSES - 1] = 2
+    # The second process holds no labelled pixel at all.
+    empty_half = labels.clone()
+    empty_half[2:] = IGNORE
+    out = {}
+    for name, lab in (("balanced", labels), ("class_missing", skewed), ("all_ignore", empty_half)):
+        out[name] = {
+            "labels": lab,
+            "logits": torch.randn(batch, NUM_CLASSES, 8, 8, generator=g),
+            "features": {k: torch.randn(batch, 8, s, s, generator=g) for k, s in LAYERS.items()},
+        }
+    return out
+
+
+def _compute(scenario, images: slice):
+    """Anchors, loss, statistics and embedding gradients on ``images`` of the scenario."""
+    criterion = _criterion()
+    feats = {k: v[images].clone().requires_grad_(True) for k, v in scenario["features"].items()}
+    emb = {k: F.normalize(v, dim=1) for k, v in feats.items()}
+    labels, logits = scenario["labels"][images], scenario["logits"][images]
+    anchors, present = [], []
+    for k, e in emb.items():
+        lab = F.interpolate(labels[:, None].float(), size=e.shape[-2:], mode="nearest")[:, 0]
+        a, p = class_anchors(e.permute(0, 2, 3, 1).reshape(-1, e.shape[1]), lab.long().flatten(),
+                             NUM_CLASSES)  # fmt: skip
+        anchors.append(a)
+        present.append(p)
+    mixed = mix_anchors(anchors, present, 0.5, 0.5)
+    losses, stats = criterion(emb, logits, labels)
+    losses["loss_contrast"].backward()
+    return {
+        "anchors": [a.detach() for a in mixed],
+        "present": present,
+        "loss": losses["loss_contrast"].detach(),
+        "stats": {k: v.detach() for k, v in stats.items()},
+        "grads": {k: v.grad for k, v in feats.items()},
+    }
+
+
+def _worker(rank: int, port: int, out_dir: str) -> None:
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
+        timeout=timedelta(seconds=TIMEOUT_S // 2),
+    )  # fmt: skip
+    try:
+        half = slice(2 * rank, 2 * rank + 2)
+        results = {name: _compute(s, half) for name, s in _scenarios().items()}
+        torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def two_process_results(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("criterion_ddp"))
+    ctx = mp.start_processes(
+        _worker, args=(_free_port(), out), nprocs=WORLD, join=False, start_method="spawn"
+    )
+    deadline = time.monotonic() + TIMEOUT_S
+    while not ctx.join(timeout=1):
+        if time.monotonic() > deadline:  # a collective waiting for a process that never comes
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail(f"criterion processes did not finish in {TIMEOUT_S}s (deadlock?)")
+    return [torch.load(os.path.join(out, f"rank{r}.pt")) for r in range(WORLD)]
+
+
+@pytest.mark.parametrize("scenario", ["balanced", "class_missing", "all_ignore"])
+def test_two_processes_equal_one_process(two_process_results, scenario):
+    single = _compute(_scenarios()[scenario], slice(0, 4))
+    ranks = [r[scenario] for r in two_process_results]
+    for r, res in enumerate(ranks):
+        for a, b in zip(res["anchors"], single["anchors"]):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        for a, b in zip(res["present"], single["present"]):
+            assert torch.equal(a, b)
+        torch.testing.assert_close(res["loss"], single["loss"], rtol=1e-5, atol=1e-7)
+        for k, v in single["stats"].items():
+            if "bane_negatives" in k:  # per-process count: the processes' counts add up
+                torch.testing.assert_close(sum(x["stats"][k] for x in ranks), v)
+            else:
+                torch.testing.assert_close(res["stats"][k], v, rtol=1e-5, atol=1e-7)
+        # Each process's gradient is WORLD x the single-process one on its images; DDP's average
+        # over processes divides it back.
+        for k, g in res["grads"].items():
+            torch.testing.assert_close(g / WORLD, single["grads"][k][2 * r : 2 * r + 2],
+                                       rtol=1e-4, atol=1e-7)  # fmt: skip
+    assert single["loss"] > 0
+
+
+def test_train_net_two_processes_on_cpu(tmp_path):
+    out = str(tmp_path)
+    log = os.path.join(out, "stdout.txt")
+    iters = 4
+    opts = TINY_OPTS + [
+        "SOLVER.MAX_ITER", str(iters), "SOLVER.LOG_PERIOD", "1",
+        "DATASETS.TEST", "('synth_streets_val',)", "INPUT.MIN_SIZE_TEST", "80",
+    ]  # fmt: skip
+    cmd = train_net_cmd(out, opts, extra=["--num-gpus", str(WORLD), "--dist-url", "auto"])
+    result = run(cmd, log, timeout=600)
+    assert result.returncode == 0, tail(log)
+    assert f"World size: {WORLD}" in open(os.path.join(out, "log.txt")).read()
+    metrics = read_metrics(out)
+    assert set(range(iters)) <= set(metrics)
+    assert all(torch.isfinite(torch.tensor(metrics[i]["total_loss"])) for i in range(iters))
+    assert "sem_seg/mIoU" in metrics[iters]  # the final evaluation is logged at MAX_ITER
+    assert load_checkpoint(os.path.join(out, "model_final.pth"))["iteration"] == iters - 1
+    assert f"world_size: {WORLD}" in open(os.path.join(out, "env.txt")).read()
