@@ -21,7 +21,8 @@
 
 Rounds are interleaved (one call of every implementation per round) and medians reported, so load
 changes on a shared machine hit all implementations alike. ``--threads 1 2`` times the torch
-implementations at each intra-op thread count inside the same rounds.
+implementations at each intra-op thread count inside the same rounds (the step of part 3 runs with
+the first count).
 
     python bench/bane.py                                  # CPU, default shapes, demo network
     python bench/bane.py --device cuda --step-preset hrnet_gpu
@@ -207,6 +208,9 @@ def bench_step_share(args) -> Dict:
         return out
 
     shares, step_ms, bane_ms = [], [], []
+    threads_before = torch.get_num_threads()
+    if args.threads:  # the step runs with the first thread count of --threads
+        torch.set_num_threads(args.threads[0])
     criterion_module.select_boundary_negatives = timed_selection
     try:
         with EventStorage(0):
@@ -224,12 +228,14 @@ def bench_step_share(args) -> Dict:
                 shares.append(inside / ms)
     finally:
         criterion_module.select_boundary_negatives = original
+        torch.set_num_threads(threads_before)
     return {
         "preset": args.step_preset,
         "config": preset.config,
         "batch": preset.batch,
         "size": list(preset.size),
         "layers": list(cfg.MODEL.CONTEXTRAST.IN_FEATURES),
+        "threads": args.threads[0] if args.threads else threads_before,
         "step_median_ms": statistics.median(step_ms),
         "bane_median_ms": statistics.median(bane_ms),
         "bane_share_median": statistics.median(shares),
@@ -257,7 +263,7 @@ def format_report(result: Dict) -> str:
     if s:
         lines.append(
             f"BANE in a training step ({s['preset']}, batch {s['batch']}, {s['size'][0]}x{s['size'][1]}, "
-            f"layers {s['layers']}): {s['bane_median_ms']:.1f} ms of {s['step_median_ms']:.1f} ms, "
+            f"layers {s['layers']}, {s['threads']} thr): {s['bane_median_ms']:.1f} ms of {s['step_median_ms']:.1f} ms, "
             f"share median {100 * s['bane_share_median']:.2f}% (max {100 * s['bane_share_max']:.2f}%)"
         )
     return "\n".join(lines)

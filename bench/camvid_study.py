@@ -17,10 +17,15 @@ Presets:
          160x160 crops, batch 8, 400 iterations, 3 seeds, 1 intra-op thread per run; about an
          hour on 2 shared CPU cores.
     gpu  HRNetV2-W48 + HRNetV2 head (configs/camvid/study_gpu*.yaml), 360x480 crops, batch 8, AMP,
-         300 iterations, 3 seeds; sized for about 10 minutes of one H100 (not run yet).
+         300 iterations, 3 seeds; meant to fit about 10 minutes of one H100 (an estimate:
+         this preset has not been run).
 
 Extra ``KEY VALUE`` pairs are config overrides applied to every run; give them a ``--tag`` so their
-runs and report do not mix with the preset's own.
+runs and report do not mix with the preset's own. Variants of the contrastive term can reuse the
+CE-only runs of the main study:
+
+    python bench/camvid_study.py --preset cpu --tag warmup100 \
+        --ce-from output/camvid_study/cpu MODEL.CONTEXTRAST.WARMUP_ITERS 100
 """
 import argparse
 import json
@@ -182,6 +187,11 @@ def parse_args(argv=None):
     parser.add_argument("--output-dir", help="default: output/camvid_study/<preset>[_<tag>]")
     parser.add_argument("--report", help="default: docs/results/camvid_study[_gpu][_<tag>].md")
     parser.add_argument(
+        "--ce-from",
+        help="take the CE-only runs from this finished study folder instead of training them "
+        "(valid when the extra overrides only touch MODEL.CONTEXTRAST.*, which CE ignores)",
+    )
+    parser.add_argument(
         "--report-only", action="store_true", help="do not train; report the finished runs"
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for every run")
@@ -210,7 +220,8 @@ def main(argv=None) -> int:
     # Seed-major order: a partial study always holds complete seeds of every setting.
     for seed in seeds:
         for setting in args.settings:
-            run_dir = os.path.join(out_root, f"{setting}_seed{seed}")
+            run_root = args.ce_from if (setting == "ce" and args.ce_from) else out_root
+            run_dir = os.path.join(run_root, f"{setting}_seed{seed}")
             done = os.path.join(run_dir, "result.json")
             if os.path.exists(done):
                 with open(done) as f:
@@ -230,6 +241,7 @@ def main(argv=None) -> int:
         "preset": args.preset,
         "tag": args.tag,
         "opts": opts,
+        "ce_from": args.ce_from,
         "seeds": seeds,
         "labels": {s: SETTING_LABELS[s] for s in args.settings},
         "classes": class_names("camvid_val"),

@@ -142,8 +142,10 @@ def write_report(summary: Dict, path: str) -> str:
         "training on `camvid_train` (367 images), then detectron2's `SemSegEvaluator` on "
         "`camvid_val` (101 images, single scale, predictions resized to 360x480). Configs: "
         + ", ".join(f"`{r[0]['config']}`" for r in runs.values() if r)
-        + f"; extra overrides: `{extra}`; seeds {summary['seeds']}. std = sample standard "
-        "deviation over seeds.",
+        + f"; extra overrides: `{extra}`; seeds {summary['seeds']}; "
+        + f"{summary.get('threads') or 'default'} intra-op thread(s) per run. "
+        + (f"CE-only runs reused from `{summary['ce_from']}`. " if summary.get("ce_from") else "")
+        + "std = sample standard deviation over seeds.",
         "",
         *table,
         "",

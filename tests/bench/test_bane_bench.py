@@ -1,0 +1,27 @@
+"""Smoke test of bench/bane.py with tiny maps (timings are not checked, exactness is)."""
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def test_bane_bench_tiny(tmp_path):
+    out = tmp_path / "bane.json"
+    cmd = [
+        sys.executable, os.path.join(ROOT, "bench", "bane.py"), "--batch", "2", "--classes", "5",
+        "--size", "32", "48", "--rounds", "1", "--threads", "1", "--step-warmup", "1",
+        "--step-rounds", "1", "--json", str(out),
+        "--baseline-edt", os.path.join(ROOT, "projects", "Contextrast", "contextrast", "modeling",
+                                       "contrast", "edt.py"),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    for kind in ("realistic", "dense"):
+        timing = result["edt"][kind]["timing"]  # each implementation was checked against scipy
+        assert {"scipy", "edt (1 thr)", "baseline_edt (1 thr)"} <= set(timing)
+    assert result["edt"]["realistic"]["nonempty_maps"] > 0
+    share = result["step_share"]
+    assert 0 < share["bane_share_median"] < 1 and share["layers"]
