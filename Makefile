@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.contextrast-env
+# Real data for integration tests and benchmarks: the shared data beside the checkout, if any.
+export DETECTRON2_DATASETS ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),datasets)
 
 .PHONY: env demo test test-all lint clean
 

@@ -228,11 +228,17 @@ def run(args) -> Dict:
                 steps[v](it)
         if cuda:
             torch.cuda.synchronize()
+        if cuda and args.sync_debug:
+            # Every host synchronisation inside a step now warns (the criterion's statistics
+            # are read back on purpose every 20 iterations, i.e. in some rounds).
+            torch.cuda.set_sync_debug_mode("warn")
         for r in range(args.rounds):
             it += 1  # all variants of a round share the storage iteration
             order = variants[r % len(variants) :] + variants[: r % len(variants)]
             for v in order:
                 times[v].append(timed(steps[v], it, cuda))
+        if cuda:
+            torch.cuda.set_sync_debug_mode("default")
         if cuda:
             for v in variants:
                 torch.cuda.synchronize()
@@ -310,6 +316,9 @@ def parse_args(argv=None):
     parser.add_argument("--size", type=int, nargs=2, help="override the preset's input H W")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (CPU)")
     parser.add_argument("--no-memory", action="store_true", help="skip the CPU memory processes")
+    parser.add_argument(
+        "--sync-debug", action="store_true", help="CUDA: warn on every host sync in timed steps"
+    )
     parser.add_argument("--json", help="write the result here")
     parser.add_argument("--memory-child", choices=list(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides (all variants)")

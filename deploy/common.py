@@ -22,7 +22,7 @@ from detectron2.modeling import build_model
 from torch import Tensor, nn
 
 import contextrast  # noqa: F401  (registers backbones, heads, meta-architectures, datasets)
-from contextrast.config import get_contextrast_cfg
+from contextrast.config import get_contextrast_cfg, merge_config
 
 __all__ = [
     "OPSET",
@@ -116,10 +116,12 @@ def setup_logging() -> None:
 
 
 def setup_cfg(config_file: str, opts: Sequence[str] = (), device: str = "cpu"):
-    """Project config from a file plus ``KEY VALUE`` overrides, on ``device``, frozen."""
+    """Project config from a file plus ``KEY VALUE`` overrides, on ``device``, frozen.
+
+    Unknown keys raise ``UnknownConfigKeyError`` with the closest existing keys.
+    """
     cfg = get_contextrast_cfg()
-    cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts))
+    merge_config(cfg, config_file, list(opts))
     cfg.MODEL.DEVICE = device
     cfg.freeze()
     return cfg

@@ -3,6 +3,13 @@ import os
 
 import pytest
 
+# Datasets are registered from $DETECTRON2_DATASETS when contextrast is first imported. Without
+# it, point at the shared data beside the checkout (real CamVid) when it exists; tests that need
+# real data skip cleanly otherwise.
+_SHARED_DATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+if "DETECTRON2_DATASETS" not in os.environ and os.path.isdir(_SHARED_DATA):
+    os.environ["DETECTRON2_DATASETS"] = _SHARED_DATA
+
 
 def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", help="also run tests marked slow")
@@ -24,8 +31,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def camvid_root():
     """Root of the real CamVid files, or skip when they are absent."""
-    root = os.path.join(os.environ.get("DETECTRON2_DATASETS", ""), "camvid")
-    for candidate in (root, os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "camvid")):
-        if os.path.isdir(os.path.join(candidate, "train")):
-            return os.path.abspath(candidate)
-    pytest.skip("CamVid not found under $DETECTRON2_DATASETS/camvid or ../shared/data/camvid")
+    root = os.path.join(os.environ.get("DETECTRON2_DATASETS", "datasets"), "camvid")
+    if os.path.isdir(os.path.join(root, "train")):
+        return os.path.abspath(root)
+    pytest.skip(f"CamVid not found under $DETECTRON2_DATASETS/camvid ({root})")
