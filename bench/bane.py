@@ -177,9 +177,14 @@ def bench_selection(args, pred: torch.Tensor, gt: torch.Tensor) -> Dict:
 
 
 def bench_step_share(args) -> Dict:
-    """Part 3: time inside select_boundary_negatives / step time, CE + CCL + BANE variant."""
+    """Part 3: time inside select_boundary_negatives / step time, CE + CCL + BANE variant.
+
+    With ``--baseline-edt``, rounds alternate between the current EDT and the baseline one
+    (patched into ``contextrast.modeling.contrast.bane``), so both shares come from one run.
+    """
     from detectron2.utils.events import EventStorage
 
+    import contextrast.modeling.contrast.bane as bane_module
     import contextrast.modeling.contrast.criterion as criterion_module
     from train_step import PRESETS, build_variant, make_step, synthetic_batch, timed
 
@@ -192,6 +197,9 @@ def bench_step_share(args) -> Dict:
     )  # fmt: skip
     step = make_step(model, opt, batch, amp=cfg.SOLVER.AMP.ENABLED)
     original = criterion_module.select_boundary_negatives
+    edts = {"edt": bane_module.squared_distance_transform}
+    if args.baseline_edt:
+        edts["baseline_edt"] = load_edt(args.baseline_edt)
     spans: List = []
 
     def timed_selection(*a, **kw):
@@ -207,27 +215,36 @@ def bench_step_share(args) -> Dict:
             spans.append(1000 * (time.perf_counter() - t0))
         return out
 
-    shares, step_ms, bane_ms = [], [], []
+    per_edt = {k: {"step_ms": [], "bane_ms": [], "share": []} for k in edts}
     threads_before = torch.get_num_threads()
     if args.threads:  # the step runs with the first thread count of --threads
         torch.set_num_threads(args.threads[0])
     criterion_module.select_boundary_negatives = timed_selection
     try:
         with EventStorage(0):
-            for i in range(args.step_warmup):
-                step(i + 1)
-            for i in range(args.step_rounds):
-                spans.clear()
-                ms = timed(step, args.step_warmup + i + 1, cuda)
-                if cuda:
-                    inside = sum(start.elapsed_time(end) for start, end in spans)
-                else:
-                    inside = sum(spans)
-                step_ms.append(ms)
-                bane_ms.append(inside)
-                shares.append(inside / ms)
+            it = 0
+            for name, edt in edts.items():
+                bane_module.squared_distance_transform = edt
+                for _ in range(args.step_warmup):
+                    it += 1
+                    step(it)
+            names = list(edts)
+            for r in range(args.step_rounds):
+                for name in names[r % len(names) :] + names[: r % len(names)]:
+                    bane_module.squared_distance_transform = edts[name]
+                    spans.clear()
+                    it += 1
+                    ms = timed(step, it, cuda)
+                    if cuda:
+                        inside = sum(start.elapsed_time(end) for start, end in spans)
+                    else:
+                        inside = sum(spans)
+                    per_edt[name]["step_ms"].append(ms)
+                    per_edt[name]["bane_ms"].append(inside)
+                    per_edt[name]["share"].append(inside / ms)
     finally:
         criterion_module.select_boundary_negatives = original
+        bane_module.squared_distance_transform = edts["edt"]
         torch.set_num_threads(threads_before)
     return {
         "preset": args.step_preset,
@@ -236,10 +253,15 @@ def bench_step_share(args) -> Dict:
         "size": list(preset.size),
         "layers": list(cfg.MODEL.CONTEXTRAST.IN_FEATURES),
         "threads": args.threads[0] if args.threads else threads_before,
-        "step_median_ms": statistics.median(step_ms),
-        "bane_median_ms": statistics.median(bane_ms),
-        "bane_share_median": statistics.median(shares),
-        "bane_share_max": max(shares),
+        "by_edt": {
+            name: {
+                "step_median_ms": statistics.median(v["step_ms"]),
+                "bane_median_ms": statistics.median(v["bane_ms"]),
+                "bane_share_median": statistics.median(v["share"]),
+                "bane_share_max": max(v["share"]),
+            }
+            for name, v in per_edt.items()
+        },
     }
 
 
@@ -262,10 +284,15 @@ def format_report(result: Dict) -> str:
     s = result.get("step_share")
     if s:
         lines.append(
-            f"BANE in a training step ({s['preset']}, batch {s['batch']}, {s['size'][0]}x{s['size'][1]}, "
-            f"layers {s['layers']}, {s['threads']} thr): {s['bane_median_ms']:.1f} ms of {s['step_median_ms']:.1f} ms, "
-            f"share median {100 * s['bane_share_median']:.2f}% (max {100 * s['bane_share_max']:.2f}%)"
+            f"BANE in a training step ({s['preset']}, batch {s['batch']}, "
+            f"{s['size'][0]}x{s['size'][1]}, layers {s['layers']}, {s['threads']} thr):"
         )
+        for name, e in s["by_edt"].items():
+            lines.append(
+                f"  {name:<13} {e['bane_median_ms']:.1f} ms of {e['step_median_ms']:.1f} ms, "
+                f"share median {100 * e['bane_share_median']:.2f}% "
+                f"(max {100 * e['bane_share_max']:.2f}%)"
+            )
     return "\n".join(lines)
 
 

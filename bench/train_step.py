@@ -46,7 +46,12 @@ VARIANTS = {
     "ccl": ["MODEL.CONTEXTRAST.BANE.ENABLED", "False"],
     "ccl_bane": [],
 }
-LABELS = {"ce": "CE only", "ccl": "CE + CCL", "ccl_bane": "CE + CCL + BANE"}
+LABELS = {
+    "ce": "CE only",
+    "ccl": "CE + CCL",
+    "ccl_bane": "CE + CCL + BANE",
+    "ccl_bane_baseline_loss": "CE+CCL+BANE, --baseline-loss",
+}
 
 
 @dataclass(frozen=True)
@@ -103,15 +108,34 @@ def build_variant(preset: Preset, variant: str, extra_opts: Sequence[str]):
     from detectron2.modeling import build_model
     from detectron2.solver import build_optimizer
 
-    cfg = build_cfg(preset.config, preset.device, list(preset.opts) + list(extra_opts) + VARIANTS[variant])
+    config_variant = "ccl_bane" if variant == "ccl_bane_baseline_loss" else variant
+    opts = list(preset.opts) + list(extra_opts) + VARIANTS[config_variant]
+    cfg = build_cfg(preset.config, preset.device, opts)
     torch.manual_seed(0)
     model = build_model(cfg)
     model.train()
     return model, build_optimizer(cfg, model), cfg
 
 
-def make_step(model, optimizer, batch: List[Dict], amp: bool) -> Callable[[int], None]:
-    """One ``SimpleTrainer``-style training step at a given storage iteration."""
+def load_function(path: str, name: str) -> Callable:
+    """Function ``name`` of a standalone copy of a module of ``contextrast.modeling.contrast``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("contextrast.modeling.contrast._baseline", path)
+    module = importlib.util.module_from_spec(spec)
+    module.__package__ = "contextrast.modeling.contrast"  # its relative imports resolve
+    spec.loader.exec_module(module)
+    return getattr(module, name)
+
+
+def make_step(
+    model, optimizer, batch: List[Dict], amp: bool, loss_fn: Optional[Callable] = None
+) -> Callable[[int], None]:
+    """One ``SimpleTrainer``-style training step at a given storage iteration.
+
+    ``loss_fn`` replaces the criterion's ``pixel_anchor_loss`` during this step only.
+    """
+    import contextrast.modeling.contrast.criterion as criterion_module
     from detectron2.utils.events import get_event_storage
 
     device_type = batch[0]["image"].device.type
@@ -119,8 +143,14 @@ def make_step(model, optimizer, batch: List[Dict], amp: bool) -> Callable[[int],
 
     def step(iteration: int) -> None:
         get_event_storage().iter = iteration
-        with torch.autocast(device_type=device_type, enabled=amp):
-            losses = model(batch)
+        current = criterion_module.pixel_anchor_loss
+        if loss_fn is not None:
+            criterion_module.pixel_anchor_loss = loss_fn
+        try:
+            with torch.autocast(device_type=device_type, enabled=amp):
+                losses = model(batch)
+        finally:
+            criterion_module.pixel_anchor_loss = current
         total = sum(losses.values())
         optimizer.zero_grad(set_to_none=True)
         if scaler is None:
@@ -210,6 +240,8 @@ def run(args) -> Dict:
     preset = PRESETS[args.preset]
     cuda = preset.device == "cuda"
     variants = list(args.variants)
+    if args.baseline_loss:
+        variants.append("ccl_bane_baseline_loss")
     built = {v: build_variant(preset, v, args.opts) for v in variants}
     cfg = built[variants[0]][2]
     batch = synthetic_batch(
@@ -217,7 +249,14 @@ def run(args) -> Dict:
         num_classes=cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, ignore=cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
         device=preset.device, seed=1,
     )  # fmt: skip
-    steps = {v: make_step(m, o, batch, amp=c.SOLVER.AMP.ENABLED) for v, (m, o, c) in built.items()}
+    baseline = load_function(args.baseline_loss, "pixel_anchor_loss") if args.baseline_loss else None
+    steps = {
+        v: make_step(
+            m, o, batch, amp=c.SOLVER.AMP.ENABLED,
+            loss_fn=baseline if v == "ccl_bane_baseline_loss" else None,
+        )
+        for v, (m, o, c) in built.items()
+    }  # fmt: skip
     times: Dict[str, List[float]] = {v: [] for v in variants}
     memory: Dict[str, Dict] = {}
     with EventStorage(0):
@@ -250,7 +289,7 @@ def run(args) -> Dict:
                 model, opt, _ = built[v]
                 memory[v] = {"peak_delta_bytes": peak - base, "state_bytes": state_bytes(model, opt)}
     if not cuda and not args.no_memory:
-        memory = {v: cpu_memory(args, v) for v in variants}
+        memory = {v: cpu_memory(args, v) for v in variants if v in VARIANTS}
 
     result = {
         "preset": args.preset,
@@ -263,6 +302,7 @@ def run(args) -> Dict:
         "warmup": args.warmup,
         "rounds": args.rounds,
         "opts": list(args.opts),
+        "baseline_loss": args.baseline_loss,
         "loadavg_1m": os.getloadavg()[0],
         "variants": {},
     }
@@ -276,7 +316,7 @@ def run(args) -> Dict:
         result["variants"][v] = entry
     if "ce" in memory:
         ce_mem = memory["ce"]
-        for v in variants:
+        for v in memory:
             m = memory[v]
             total, ce_total = m["peak_delta_bytes"] + m["state_bytes"], ce_mem["peak_delta_bytes"] + ce_mem["state_bytes"]
             result["variants"][v]["memory_ratio_to_ce"] = total / ce_total
@@ -289,7 +329,7 @@ def format_table(result: Dict) -> str:
         f"{result['preset']}: {result['config']}, batch {result['batch']}, {result['size'][0]}x"
         f"{result['size'][1]}, {result['device']}, {result['threads']} threads, "
         f"{result['rounds']} interleaved rounds after {result['warmup']} warm-up steps",
-        f"{'variant':<16} {'median ms':>10} {'IQR ms':>15} {'x CE':>6} {'peak step MiB':>14} "
+        f"{'variant':<29} {'median ms':>10} {'IQR ms':>15} {'x CE':>6} {'peak step MiB':>14} "
         f"{'state MiB':>10} {'mem x CE':>9}",
     ]
     for v, e in result["variants"].items():
@@ -299,7 +339,7 @@ def format_table(result: Dict) -> str:
         state = f"{e['state_bytes'] / 2**20:.1f}" if "state_bytes" in e else "-"
         mem = f"{e['memory_ratio_to_ce']:.3f}" if "memory_ratio_to_ce" in e else "-"
         lines.append(
-            f"{LABELS[v]:<16} {e['median_ms']:>10.1f} {iqr:>15} {ratio:>6} {peak:>14} {state:>10} {mem:>9}"
+            f"{LABELS[v]:<29} {e['median_ms']:>10.1f} {iqr:>15} {ratio:>6} {peak:>14} {state:>10} {mem:>9}"
         )
     return "\n".join(lines)
 
@@ -315,6 +355,11 @@ def parse_args(argv=None):
     parser.add_argument("--batch", type=int, help="override the preset's batch size")
     parser.add_argument("--size", type=int, nargs=2, help="override the preset's input H W")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (CPU)")
+    parser.add_argument(
+        "--baseline-loss",
+        help="another loss.py: adds a CE + CCL + BANE variant whose criterion uses its "
+        "pixel_anchor_loss (before/after comparisons in the same interleaved rounds)",
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the CPU memory processes")
     parser.add_argument(
         "--sync-debug", action="store_true", help="CUDA: warn on every host sync in timed steps"

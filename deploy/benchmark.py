@@ -98,7 +98,10 @@ def _torch_runner(wrapper, images: np.ndarray, *, device: str, dtype, cuda_graph
     autocast = dtype != torch.float32
 
     def forward():
-        with torch.inference_mode(), torch.autocast("cuda", dtype=dtype, enabled=autocast):
+        # No autocast weight-cast cache: it must not be used while capturing a CUDA graph.
+        with torch.inference_mode(), torch.autocast(
+            "cuda", dtype=dtype, enabled=autocast, cache_enabled=False
+        ):
             return model(x)
 
     if not cuda_graphs:
@@ -395,7 +398,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--warmup", type=int, default=5, help="untimed calls per network")
     parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per network and round")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="CPU threads of PyTorch and ONNX Runtime (0: their defaults; 1 is the least noisy "
+        "on a shared machine)",
+    )
     parser.add_argument("--cuda-graphs", action="store_true", help="replay CUDA graphs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", help="ONNX files / engines (default: a temporary folder)")

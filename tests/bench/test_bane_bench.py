@@ -24,4 +24,5 @@ def test_bane_bench_tiny(tmp_path):
         assert {"scipy", "edt (1 thr)", "baseline_edt (1 thr)"} <= set(timing)
     assert result["edt"]["realistic"]["nonempty_maps"] > 0
     share = result["step_share"]
-    assert 0 < share["bane_share_median"] < 1 and share["layers"]
+    assert share["layers"] and set(share["by_edt"]) == {"edt", "baseline_edt"}
+    assert all(0 < e["bane_share_median"] < 1 for e in share["by_edt"].values())

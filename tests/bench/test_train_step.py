@@ -1,8 +1,11 @@
 """Smoke test of bench/train_step.py with a tiny batch (the numbers themselves are not checked)."""
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+
+import torch
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SCRIPT = os.path.join(ROOT, "bench", "train_step.py")
@@ -13,12 +16,14 @@ def test_train_step_runs_all_variants_and_writes_json(tmp_path):
     cmd = [
         sys.executable, SCRIPT, "--preset", "demo", "--batch", "2", "--size", "64", "64",
         "--warmup", "1", "--rounds", "2", "--threads", "1", "--no-memory", "--json", str(out),
+        "--baseline-loss", os.path.join(ROOT, "projects", "Contextrast", "contextrast", "modeling",
+                                        "contrast", "loss.py"),
         "MODEL.CONTEXTRAST.PROJ_DIM", "16",
     ]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
-    assert list(result["variants"]) == ["ce", "ccl", "ccl_bane"]
+    assert list(result["variants"]) == ["ce", "ccl", "ccl_bane", "ccl_bane_baseline_loss"]
     assert result["batch"] == 2 and result["size"] == [64, 64]
     for v in result["variants"].values():
         assert len(v["times_ms"]) == 2 and v["median_ms"] > 0
@@ -26,12 +31,18 @@ def test_train_step_runs_all_variants_and_writes_json(tmp_path):
     assert "CE + CCL + BANE" in proc.stdout
 
 
-def test_cpu_memory_child_reports_peak_and_state():
-    cmd = [
-        sys.executable, SCRIPT, "--preset", "demo", "--batch", "2", "--size", "64", "64",
-        "--threads", "1", "--memory-child", "ccl_bane", "MODEL.CONTEXTRAST.PROJ_DIM", "16",
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    mem = json.loads(proc.stdout.strip().splitlines()[-1])
+def test_cpu_memory_child_reports_peak_and_state(capsys):
+    """The per-variant memory process, called in this process (its numbers are not checked)."""
+    spec = importlib.util.spec_from_file_location("bench_train_step", SCRIPT)
+    train_step = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_step)
+    threads = torch.get_num_threads()
+    try:
+        train_step.main(
+            ["--preset", "demo", "--batch", "2", "--size", "64", "64", "--threads", "1",
+             "--memory-child", "ccl_bane", "MODEL.CONTEXTRAST.PROJ_DIM", "16"]
+        )  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    mem = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert mem["state_bytes"] > 0 and "peak_delta_bytes" in mem

@@ -12,7 +12,7 @@ from detectron2.config import configurable
 from torch import Tensor
 
 from .anchors import class_anchors, mix_anchors
-from .bane import ERROR_MAP_READINGS, select_boundary_negatives
+from .bane import ERROR_MAP_READINGS, BaneSelection, select_boundary_negatives
 from .loss import pixel_anchor_loss
 from .sampling import sample_negatives, sample_positives
 
@@ -162,13 +162,18 @@ class ContextrastCriterion:
         labels: List[Tensor] = []
         preds: List[Tensor] = []
         anchors, present = [], []
+        # Layers of equal resolution (e.g. res3..res5 of a dilated ResNet at output stride 8)
+        # share their resized labels / predictions and BANE selection: computed once per size.
+        resized: Dict[Tuple[int, int], Tuple[Tensor, Tensor]] = {}
         for name in self.in_features:
             emb = embeddings[name].float()
             size = tuple(emb.shape[-2:])
-            gt_l = _resize_labels(targets, size)
+            if size not in resized:
+                resized[size] = (_resize_labels(targets, size), _resize_labels(pred, size))
+            gt_l, pred_l = resized[size]
             flat.append(emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1]))
             labels.append(gt_l)
-            preds.append(_resize_labels(pred, size))
+            preds.append(pred_l)
             a, p = class_anchors(flat[-1], gt_l.flatten(), self.num_classes)
             anchors.append(a)
             present.append(p)
@@ -176,16 +181,20 @@ class ContextrastCriterion:
 
         total = flat[-1].new_zeros(())
         stats = {}
+        selections: Dict[Tuple[int, int], BaneSelection] = {}
         for name, w, emb, gt_l, pred_l, anchor in zip(
             self.in_features, self.layer_weights, flat, labels, preds, anchors
         ):
             gt_flat = gt_l.flatten()
             bane_neg = bane_anchor = None
             if self.bane_enabled:
-                sel = select_boundary_negatives(
-                    pred_l, gt_l, num_classes=self.num_classes, ignore_value=self.ignore_value,
-                    top_k_ratio=self.bane_top_k_ratio, reading=self.bane_error_map,
-                )  # fmt: skip
+                size = tuple(gt_l.shape[-2:])
+                if size not in selections:
+                    selections[size] = select_boundary_negatives(
+                        pred_l, gt_l, num_classes=self.num_classes, ignore_value=self.ignore_value,
+                        top_k_ratio=self.bane_top_k_ratio, reading=self.bane_error_map,
+                    )  # fmt: skip
+                sel = selections[size]
                 bane_neg, bane_anchor = sel.negatives.flatten(), sel.anchor.flatten()
             pos_idx, pos_ok = sample_positives(gt_flat, self.num_classes, self.max_positives)
             neg_idx, neg_ok, num_bane = sample_negatives(

@@ -109,27 +109,30 @@ def _row_distance_scan(mask: Tensor) -> Tensor:
     Returns:
         (N, H, W) float32, same values as :func:`_row_distance`.
     """
-    w = mask.shape[-1]
+    n, h, w = mask.shape
     # 16-bit integers halve the memory traffic of float32; "no background" is a cap that the
     # additions below can never overflow (cap + offset < 2^15), and that maps back to inf.
     dtype = torch.int16 if w < _INT16_ROW_LIMIT else torch.int32
     cap = 2 * _INT16_ROW_LIMIT if dtype == torch.int16 else 2**30
-    dist = mask.to(dtype).mul_(cap)
+    # Scan along the outermost axis: (W, N*H) layout, so that every shifted slice is one
+    # contiguous block (slicing the last axis costs ~10x more per element on small maps).
+    dist = mask.permute(2, 0, 1).reshape(w, n * h).to(dtype).mul_(cap)
     buf = torch.empty_like(dist)
     for left_to_right in (True, False):
         s = 1
         while s < w:
-            shifted = buf[..., : w - s]
+            shifted = buf[: w - s]
             # Copy the old values before writing: source and target slices overlap.
             if left_to_right:
-                torch.add(dist[..., :-s], s, out=shifted)
-                torch.minimum(dist[..., s:], shifted, out=dist[..., s:])
+                torch.add(dist[:-s], s, out=shifted)
+                torch.minimum(dist[s:], shifted, out=dist[s:])
             else:
-                torch.add(dist[..., s:], s, out=shifted)
-                torch.minimum(dist[..., :-s], shifted, out=dist[..., :-s])
+                torch.add(dist[s:], s, out=shifted)
+                torch.minimum(dist[:-s], shifted, out=dist[:-s])
             s *= 2
-    out = dist.float()
-    return out.masked_fill_(dist >= cap, float("inf"))
+    out = torch.empty(mask.shape, dtype=torch.float32, device=mask.device)
+    out.copy_(dist.view(w, n, h).permute(1, 2, 0))
+    return out.masked_fill_(out >= cap, float("inf"))
 
 
 def _squared_distance_transform_cpu(maps: Tensor) -> Tensor:
