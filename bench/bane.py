@@ -29,6 +29,7 @@ the first count).
     git show f568da8:projects/Contextrast/contextrast/modeling/contrast/edt.py > /tmp/edt_old.py
     python bench/bane.py --baseline-edt /tmp/edt_old.py --threads 1 2
 """
+
 import argparse
 import importlib.util
 import json
@@ -106,7 +107,10 @@ def interleaved(fns: Dict[str, Callable[[], None]], rounds: int, device: str) ->
             wall[k].append(time.perf_counter() - t0)
             cpu[k].append(time.process_time() - c0)
     return {
-        k: {"wall_ms": 1000 * statistics.median(wall[k]), "cpu_ms": 1000 * statistics.median(cpu[k])}
+        k: {
+            "wall_ms": 1000 * statistics.median(wall[k]),
+            "cpu_ms": 1000 * statistics.median(cpu[k]),
+        }
         for k in names
     }
 
@@ -148,6 +152,10 @@ def bench_edt(args, maps_by_kind: Dict[str, torch.Tensor]) -> Dict:
                 label = name if t is None else f"{name} ({t} thr)"
                 fns[label] = with_threads(lambda impl=impl, dev=dev: impl(dev), t)
         timing = interleaved(fns, args.rounds, args.device)
+        if args.profile:
+            for label, fn in fns.items():
+                if label != "scipy":
+                    print(f"--- {label}, {kind} maps:\n{profile_table(fn, args.device)}")
         nonempty = int(maps.flatten(-2).any(-1).sum())
         results[kind] = {
             "shape": list(maps.shape),
@@ -157,6 +165,18 @@ def bench_edt(args, maps_by_kind: Dict[str, torch.Tensor]) -> Dict:
             "timing": timing,
         }
     return results
+
+
+def profile_table(fn: Callable[[], None], device: str) -> str:
+    """``torch.profiler`` table (top 15 ops by self time) of one call."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with profile(activities=activities) as prof:
+        fn()
+        _sync(device)
+    key = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=15)
 
 
 def bench_selection(args, pred: torch.Tensor, gt: torch.Tensor) -> Dict:
@@ -183,10 +203,10 @@ def bench_step_share(args) -> Dict:
     (patched into ``contextrast.modeling.contrast.bane``), so both shares come from one run.
     """
     from detectron2.utils.events import EventStorage
+    from train_step import PRESETS, build_variant, make_step, synthetic_batch, timed
 
     import contextrast.modeling.contrast.bane as bane_module
     import contextrast.modeling.contrast.criterion as criterion_module
-    from train_step import PRESETS, build_variant, make_step, synthetic_batch, timed
 
     preset = PRESETS[args.step_preset]
     cuda = preset.device == "cuda"
@@ -280,7 +300,9 @@ def format_report(result: Dict) -> str:
                 f"scipy/this {scipy_ms / t['wall_ms']:6.2f}x"
             )
     for name, t in result["selection"].items():
-        lines.append(f"BANE selection {name:<14} wall {t['wall_ms']:9.1f} ms  cpu {t['cpu_ms']:9.1f} ms")
+        lines.append(
+            f"BANE selection {name:<14} wall {t['wall_ms']:9.1f} ms  cpu {t['cpu_ms']:9.1f} ms"
+        )
     s = result.get("step_share")
     if s:
         lines.append(
@@ -310,6 +332,9 @@ def parse_args(argv=None):
     parser.add_argument("--step-preset", default="demo", help="train_step.py preset; 'none' = skip")
     parser.add_argument("--step-warmup", type=int, default=2)
     parser.add_argument("--step-rounds", type=int, default=5)
+    parser.add_argument(
+        "--profile", action="store_true", help="print a torch.profiler table of each torch EDT"
+    )
     parser.add_argument("--json", help="write the result here")
     return parser.parse_args(argv)
 
@@ -326,7 +351,11 @@ def main(argv=None) -> int:
     g = torch.Generator().manual_seed(1)
     dense = torch.rand(maps.shape, generator=g) < 0.5
     result = {
-        "device": torch.cuda.get_device_name(0) if args.device == "cuda" else f"cpu ({os.cpu_count()} cores)",
+        "device": (
+            torch.cuda.get_device_name(0)
+            if args.device == "cuda"
+            else f"cpu ({os.cpu_count()} cores)"
+        ),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "rounds": args.rounds,

@@ -14,8 +14,8 @@ the script writes ``results.json`` and the report (Markdown table + PNG plots, s
 
 Presets:
     cpu  the demo's thin dilated ResNet + ASPP (configs/camvid/study_cpu*.yaml), short side 180,
-         160x160 crops, batch 8, 400 iterations, 3 seeds, 1 intra-op thread per run; about an
-         hour on 2 shared CPU cores.
+         160x160 crops, batch 8, 400 iterations, 3 seeds, 1 intra-op thread per run; about half
+         an hour on 2 shared CPU cores (measured: 3.3 minutes per run, see bench/README.md).
     gpu  HRNetV2-W48 + HRNetV2 head (configs/camvid/study_gpu*.yaml), 360x480 crops, batch 8, AMP,
          300 iterations, 3 seeds; meant to fit about 10 minutes of one H100 (an estimate:
          this preset has not been run).
@@ -27,6 +27,7 @@ CE-only runs of the main study:
     python bench/camvid_study.py --preset cpu --tag warmup100 \
         --ce-from output/camvid_study/cpu MODEL.CONTEXTRAST.WARMUP_ITERS 100
 """
+
 import argparse
 import json
 import logging
@@ -55,6 +56,8 @@ class Preset:
     opts: Sequence[str] = field(default_factory=tuple)
     # Intra-op threads of each run (OMP/MKL_NUM_THREADS); None = leave the environment alone.
     threads: Optional[int] = None
+    # What the numbers of this preset can and cannot show; printed in the report.
+    note: str = ""
 
 
 PRESETS = {
@@ -68,6 +71,11 @@ PRESETS = {
         # On 2 shared cores, 2 OpenMP threads wait on each other whenever one is descheduled:
         # a training step measured 7-11 s with 2 threads vs 0.65 s with 1 (load average ~6).
         threads=1,
+        note="A small network from random initialisation, trained for 400 iterations at half "
+        "resolution: absolute mIoU is far below the paper's (ImageNet-pretrained, 6K iterations "
+        "at full resolution, multi-scale + flip test), and many classes are not learnt at all "
+        "(see the per-class table). The study compares the three training objectives like for "
+        "like on the classes such a short schedule does learn; it does not reproduce the paper.",
     ),
     "gpu": Preset(
         configs={
@@ -76,6 +84,7 @@ PRESETS = {
             "ccl_bane": "configs/camvid/study_gpu.yaml",
         },
         seeds=(0, 1, 2),
+        note="Random initialisation unless MODEL.HRNET.PRETRAINED is given; 300 iterations.",
     ),
 }
 
@@ -152,8 +161,9 @@ def run_one(
 
 def class_names(dataset_name: str) -> List[str]:
     """``stuff_classes`` of a registered dataset, in train-id order."""
-    import contextrast.data  # noqa: F401  (registers the datasets)
     from detectron2.data import MetadataCatalog
+
+    import contextrast.data  # noqa: F401  (registers the datasets)
 
     return list(MetadataCatalog.get(dataset_name).stuff_classes)
 
@@ -226,7 +236,12 @@ def main(argv=None) -> int:
             if os.path.exists(done):
                 with open(done) as f:
                     results[setting].append(json.load(f))
-                logger.info("%s seed %d: done before, mIoU %.2f", setting, seed, results[setting][-1]["mIoU"])
+                logger.info(
+                    "%s seed %d: done before, mIoU %.2f",
+                    setting,
+                    seed,
+                    results[setting][-1]["mIoU"],
+                )
                 continue
             if args.report_only:
                 logger.info("%s seed %d: not finished, left out of the report", setting, seed)
@@ -245,9 +260,15 @@ def main(argv=None) -> int:
         "seeds": seeds,
         "labels": {s: SETTING_LABELS[s] for s in args.settings},
         "classes": class_names("camvid_val"),
-        "command": "python " + " ".join([os.path.relpath(__file__, ROOT)] + list(sys.argv[1:])),
+        # The command that trains (or resumes) this study; --report-only only re-renders it.
+        "command": "python "
+        + " ".join(
+            [os.path.relpath(__file__, ROOT)]
+            + [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
+        ),
         "datasets_root": env.get("DETECTRON2_DATASETS", "datasets"),
         "threads": threads,
+        "note": preset.note,
         "machine": machine_info(),
         "session_wall_s": time.time() - start,
         "runs": results,

@@ -4,6 +4,7 @@
 setting with a standard-deviation error bar and one dot per seed) and ``<stem>_loss.png`` (training
 losses from ``metrics.json``: mean over seeds, min-max band), next to it.
 """
+
 import os
 import statistics
 from typing import Dict, List, Sequence
@@ -42,14 +43,21 @@ def _plot_miou(summary: Dict, path: str) -> None:
         ax.scatter([i] * len(values), values, color="k", s=14, zorder=3)
     ax.set_xticks(range(len(settings)))
     ax.set_xticklabels([labels[s] for s in settings])
-    lo = min(r["mIoU"] for s in settings for r in runs[s])
     hi = max(r["mIoU"] for s in settings for r in runs[s])
-    ax.set_ylim(max(0.0, lo - 3 * (hi - lo + 0.5)), hi + (hi - lo + 0.5))
+    ax.set_ylim(0.0, hi * 1.15)  # bars start at 0: differences are not magnified
     ax.set_ylabel("camvid_val mIoU (%)")
     ax.set_title(f"CamVid study ({summary['preset']}): mean +- std, dots = seeds", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _series(curve: Dict, key: str) -> List:
+    """A logged training scalar; detectron2 logs a single loss (CE only) only as total_loss."""
+    if key == "loss_sem_seg" and all(v is None for v in curve["loss_sem_seg"]):
+        if all(v is None for v in curve.get("loss_contrast", [None])):
+            return curve["total_loss"]
+    return curve[key]
 
 
 def _plot_loss(summary: Dict, path: str) -> None:
@@ -67,7 +75,9 @@ def _plot_loss(summary: Dict, path: str) -> None:
             curves = [r["curve"] for r in runs[s] if r["curve"]["iteration"]]
             n = min(len(c["iteration"]) for c in curves)
             it = np.asarray(curves[0]["iteration"][:n]) + 1
-            ys = np.asarray([[v if v is not None else np.nan for v in c[key][:n]] for c in curves])
+            ys = np.asarray(
+                [[np.nan if v is None else v for v in _series(c, key)[:n]] for c in curves]
+            )
             ax.plot(it, np.nanmean(ys, 0), color=f"C{i}", label=labels[s])
             ax.fill_between(it, np.nanmin(ys, 0), np.nanmax(ys, 0), color=f"C{i}", alpha=0.2)
         ax.set_xlabel("iteration")
@@ -82,18 +92,31 @@ def _table(summary: Dict) -> List[str]:
     runs, labels = summary["runs"], summary["labels"]
     settings = [s for s in labels if runs.get(s)]
     lines = [
-        "| setting | runs | mIoU mean +- std | delta vs CE only (paired by seed) | per seed |",
-        "|---|---|---|---|---|",
+        "| setting | runs | mIoU mean +- std | delta vs CE only | delta vs CE + CCL | per seed |",
+        "|---|---|---|---|---|---|",
     ]
+
+    def delta(s: str, base: str) -> str:
+        deltas = _paired_deltas(runs, s, base) if s != base and runs.get(base) else []
+        if not deltas:
+            return "-"
+        dm, dsd = mean_std(deltas)
+        wins = sum(d > 0 for d in deltas)
+        return f"{dm:+.2f} +- {dsd:.2f} ({wins}/{len(deltas)} seeds > 0)"
+
     for s in settings:
         m, sd = mean_std(r["mIoU"] for r in runs[s])
-        if s != "ce" and runs.get("ce"):
-            dm, dsd = mean_std(_paired_deltas(runs, s, "ce"))
-            delta = f"{dm:+.2f} +- {dsd:.2f}"
-        else:
-            delta = "-"
         seeds = ", ".join(f"{r['seed']}: {r['mIoU']:.2f}" for r in runs[s])
-        lines.append(f"| {labels[s]} | {len(runs[s])} | {m:.2f} +- {sd:.2f} | {delta} | {seeds} |")
+        ccl = delta(s, "ccl") if s == "ccl_bane" else "-"
+        lines.append(
+            f"| {labels[s]} | {len(runs[s])} | {m:.2f} +- {sd:.2f} | {delta(s, 'ce')} | {ccl} "
+            f"| {seeds} |"
+        )
+    lines += [
+        "",
+        "Deltas are paired by seed (same seed = same initial weights and data order for the "
+        "shared parts) and summarised as mean +- sample std of the per-seed differences.",
+    ]
     return lines
 
 
@@ -109,6 +132,13 @@ def _class_table(summary: Dict) -> List[str]:
             m, sd = mean_std(r["per_class_IoU"][c] for r in runs[s])
             cells.append(f"{m:.1f} +- {sd:.1f}")
         lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    unlearnt = [
+        c
+        for c in classes
+        if all(mean_std(r["per_class_IoU"][c] for r in runs[s])[0] < 1.0 for s in settings)
+    ]
+    if unlearnt:
+        lines += ["", f"Below 1% mean IoU in every setting: {', '.join(unlearnt)}."]
     return lines
 
 
@@ -149,6 +179,8 @@ def write_report(summary: Dict, path: str) -> str:
         "",
         *table,
         "",
+        summary.get("note", ""),
+        "",
         f"![mIoU per setting]({os.path.basename(stem)}_miou.png)",
         f"![training losses]({os.path.basename(stem)}_loss.png)",
         "",
@@ -158,8 +190,8 @@ def write_report(summary: Dict, path: str) -> str:
         "",
         "## Machine and time",
         "",
-        f"- {m['platform']}, {m['processor']}, {m['cpu_count']} CPUs visible, torch {m['torch']} "
-        f"({m['torch_threads']} threads), GPU: {m['cuda'] or 'none'}; 1-minute load average "
+        f"- {m['platform']}, {m['processor']}, {m['cpu_count']} CPUs visible, torch {m['torch']}, "
+        f"GPU: {m['cuda'] or 'none'}; 1-minute load average "
         f"{m['loadavg_1m']:.1f} when the report was written (cores shared with other jobs).",
         f"- {n_runs} runs, {total / 60:.1f} minutes of run wall time in all "
         f"({total / max(n_runs, 1) / 60:.1f} min per run, training + evaluation).",

@@ -5,7 +5,8 @@ The three variants are the same network (same config, same initial weights: the 
 are built after everything else) on the same synthetic batch. After a warm-up, the variants are
 timed in interleaved rounds (round r times one step of each variant, in rotating order), so that
 load changes on a shared machine hit all of them alike; the table gives the median, the
-interquartile range and the ratio of medians to CE only.
+interquartile range and the ratio of medians to CE only, of the wall time and (CPU runs) of the
+process CPU time, which a loaded machine disturbs less.
 
 A step is what ``SimpleTrainer.run_step`` does: forward with losses, sum, ``zero_grad``, backward,
 ``optimizer.step()``, with detectron2's SGD from ``SOLVER.*`` and an ``EventStorage`` whose
@@ -27,6 +28,7 @@ Peak memory:
 Labels are blocky random class maps (one class per 32x32 cell, 5% ignore pixels), so CCL and BANE
 see many classes and sizeable error regions, as early in training.
 """
+
 import argparse
 import json
 import os
@@ -70,7 +72,9 @@ PRESETS = {
     "demo": Preset("configs/demo/contextrast.yaml", 8, (128, 128), "cpu"),
     "study_cpu": Preset("configs/camvid/study_cpu.yaml", 8, (160, 160), "cpu"),
     "hrnet_cpu": Preset("configs/cityscapes/hrnet_w48_contextrast.yaml", 2, (256, 512), "cpu", _BN),
-    "hrnet_gpu": Preset("configs/cityscapes/hrnet_w48_contextrast.yaml", 8, (512, 1024), "cuda", _BN),
+    "hrnet_gpu": Preset(
+        "configs/cityscapes/hrnet_w48_contextrast.yaml", 8, (512, 1024), "cuda", _BN
+    ),
 }
 
 
@@ -104,9 +108,10 @@ def synthetic_batch(
 
 def build_variant(preset: Preset, variant: str, extra_opts: Sequence[str]):
     """(model in train mode, optimizer, cfg) of one variant; same initial weights for all."""
-    import contextrast  # noqa: F401  (registers the project's modules)
     from detectron2.modeling import build_model
     from detectron2.solver import build_optimizer
+
+    import contextrast  # noqa: F401  (registers the project's modules)
 
     config_variant = "ccl_bane" if variant == "ccl_bane_baseline_loss" else variant
     opts = list(preset.opts) + list(extra_opts) + VARIANTS[config_variant]
@@ -135,8 +140,9 @@ def make_step(
 
     ``loss_fn`` replaces the criterion's ``pixel_anchor_loss`` during this step only.
     """
-    import contextrast.modeling.contrast.criterion as criterion_module
     from detectron2.utils.events import get_event_storage
+
+    import contextrast.modeling.contrast.criterion as criterion_module
 
     device_type = batch[0]["image"].device.type
     scaler = torch.amp.GradScaler(device_type) if amp else None
@@ -178,6 +184,19 @@ def timed(step: Callable[[int], None], iteration: int, cuda: bool) -> float:
     return (time.perf_counter() - t0) * 1000.0
 
 
+def profile_steps(step: Callable[[int], None], first_iteration: int, steps: int, cuda: bool) -> str:
+    """``torch.profiler`` table (top 25 ops by self time, per-step totals) of a few steps."""
+    from detectron2.utils.events import EventStorage
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with EventStorage(first_iteration), profile(activities=activities) as prof:
+        for i in range(steps):
+            step(first_iteration + i)
+    key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    return f"{steps} steps:\n" + prof.key_averages().table(sort_by=key, row_limit=25)
+
+
 def state_bytes(model, optimizer) -> int:
     """Parameters + buffers + optimizer state of one model."""
     n = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -214,7 +233,14 @@ def memory_child(args) -> None:
 
 def cpu_memory(args, variant: str) -> Dict:
     """Run :func:`memory_child` for one variant in a fresh process."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--preset", args.preset, "--memory-child", variant]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--preset",
+        args.preset,
+        "--memory-child",
+        variant,
+    ]
     if args.batch:
         cmd += ["--batch", str(args.batch)]
     if args.size:
@@ -249,7 +275,9 @@ def run(args) -> Dict:
         num_classes=cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, ignore=cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
         device=preset.device, seed=1,
     )  # fmt: skip
-    baseline = load_function(args.baseline_loss, "pixel_anchor_loss") if args.baseline_loss else None
+    baseline = (
+        load_function(args.baseline_loss, "pixel_anchor_loss") if args.baseline_loss else None
+    )
     steps = {
         v: make_step(
             m, o, batch, amp=c.SOLVER.AMP.ENABLED,
@@ -258,6 +286,7 @@ def run(args) -> Dict:
         for v, (m, o, c) in built.items()
     }  # fmt: skip
     times: Dict[str, List[float]] = {v: [] for v in variants}
+    cpu_times: Dict[str, List[float]] = {v: [] for v in variants}  # process CPU time
     memory: Dict[str, Dict] = {}
     with EventStorage(0):
         it = 0
@@ -275,7 +304,9 @@ def run(args) -> Dict:
             it += 1  # all variants of a round share the storage iteration
             order = variants[r % len(variants) :] + variants[: r % len(variants)]
             for v in order:
+                c0 = time.process_time()
                 times[v].append(timed(steps[v], it, cuda))
+                cpu_times[v].append((time.process_time() - c0) * 1000.0)
         if cuda:
             torch.cuda.set_sync_debug_mode("default")
         if cuda:
@@ -287,11 +318,17 @@ def run(args) -> Dict:
                 torch.cuda.synchronize()
                 peak = torch.cuda.max_memory_allocated()
                 model, opt, _ = built[v]
-                memory[v] = {"peak_delta_bytes": peak - base, "state_bytes": state_bytes(model, opt)}
+                memory[v] = {
+                    "peak_delta_bytes": peak - base,
+                    "state_bytes": state_bytes(model, opt),
+                }
+    if args.profile:
+        result_profile = profile_steps(steps[args.profile], it + 1, steps=5, cuda=cuda)
     if not cuda and not args.no_memory:
         memory = {v: cpu_memory(args, v) for v in variants if v in VARIANTS}
 
     result = {
+        "profile": result_profile if args.profile else None,
         "preset": args.preset,
         "config": preset.config,
         "batch": len(batch),
@@ -307,18 +344,25 @@ def run(args) -> Dict:
         "variants": {},
     }
     base_median = quartiles(times[variants[0]])[1] if variants[0] == "ce" else None
+    base_cpu = statistics.median(cpu_times[variants[0]]) if variants[0] == "ce" else None
     for v in variants:
         q1, med, q3 = quartiles(times[v])
         entry = {"median_ms": med, "q1_ms": q1, "q3_ms": q3, "times_ms": times[v]}
+        entry["cpu_median_ms"] = statistics.median(cpu_times[v])
         if base_median:
             entry["time_ratio_to_ce"] = med / base_median
+            if not cuda and base_cpu:
+                entry["cpu_ratio_to_ce"] = entry["cpu_median_ms"] / base_cpu
         entry.update(memory.get(v, {}))
         result["variants"][v] = entry
     if "ce" in memory:
         ce_mem = memory["ce"]
         for v in memory:
             m = memory[v]
-            total, ce_total = m["peak_delta_bytes"] + m["state_bytes"], ce_mem["peak_delta_bytes"] + ce_mem["state_bytes"]
+            total, ce_total = (
+                m["peak_delta_bytes"] + m["state_bytes"],
+                ce_mem["peak_delta_bytes"] + ce_mem["state_bytes"],
+            )
             result["variants"][v]["memory_ratio_to_ce"] = total / ce_total
     return result
 
@@ -329,8 +373,8 @@ def format_table(result: Dict) -> str:
         f"{result['preset']}: {result['config']}, batch {result['batch']}, {result['size'][0]}x"
         f"{result['size'][1]}, {result['device']}, {result['threads']} threads, "
         f"{result['rounds']} interleaved rounds after {result['warmup']} warm-up steps",
-        f"{'variant':<29} {'median ms':>10} {'IQR ms':>15} {'x CE':>6} {'peak step MiB':>14} "
-        f"{'state MiB':>10} {'mem x CE':>9}",
+        f"{'variant':<29} {'median ms':>10} {'IQR ms':>15} {'x CE':>6} {'CPU ms':>8} {'x CE':>6} "
+        f"{'peak step MiB':>14} {'state MiB':>10} {'mem x CE':>9}",
     ]
     for v, e in result["variants"].items():
         iqr = f"{e['q1_ms']:.0f}-{e['q3_ms']:.0f}"
@@ -338,8 +382,10 @@ def format_table(result: Dict) -> str:
         peak = f"{e['peak_delta_bytes'] / 2**20:.0f}" if "peak_delta_bytes" in e else "-"
         state = f"{e['state_bytes'] / 2**20:.1f}" if "state_bytes" in e else "-"
         mem = f"{e['memory_ratio_to_ce']:.3f}" if "memory_ratio_to_ce" in e else "-"
+        cpu_ratio = f"{e['cpu_ratio_to_ce']:.3f}" if "cpu_ratio_to_ce" in e else "-"
         lines.append(
-            f"{LABELS[v]:<29} {e['median_ms']:>10.1f} {iqr:>15} {ratio:>6} {peak:>14} {state:>10} {mem:>9}"
+            f"{LABELS[v]:<29} {e['median_ms']:>10.1f} {iqr:>15} {ratio:>6} "
+            f"{e['cpu_median_ms']:>8.1f} {cpu_ratio:>6} {peak:>14} {state:>10} {mem:>9}"
         )
     return "\n".join(lines)
 
@@ -364,6 +410,11 @@ def parse_args(argv=None):
     parser.add_argument(
         "--sync-debug", action="store_true", help="CUDA: warn on every host sync in timed steps"
     )
+    parser.add_argument(
+        "--profile",
+        choices=list(LABELS),
+        help="after timing, print a torch.profiler table of 5 steps of this variant",
+    )
     parser.add_argument("--json", help="write the result here")
     parser.add_argument("--memory-child", choices=list(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides (all variants)")
@@ -385,6 +436,8 @@ def main(argv=None) -> int:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
+    if result["profile"]:
+        print(result["profile"])
     print(format_table(result))
     return 0
 

@@ -1,4 +1,5 @@
 """Smoke test of bench/bane.py with tiny maps (timings are not checked, exactness is)."""
+
 import json
 import os
 import subprocess

@@ -1,4 +1,5 @@
 """Smoke tests of bench/camvid_study.py: the report from finished runs, and one tiny real run."""
+
 import json
 import os
 import subprocess
@@ -38,7 +39,8 @@ def test_report_only_skips_finished_runs_and_writes_report(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = report.read_text()
     assert "| CE only | 2 | 20.50 +- 0.71 |" in text
-    assert "| CE + CCL + BANE | 2 | 22.50 +- 0.71 | +2.00 +- 0.00 |" in text
+    assert "| CE + CCL + BANE | 2 | 22.50 +- 0.71 | +2.00 +- 0.00 (2/2 seeds > 0) |" in text
+    assert "| +1.00 +- 0.00 (2/2 seeds > 0) |" in text  # vs CE + CCL
     assert text.index("| Sky |") < text.index("| Bicyclist |")  # dataset class order
     assert (tmp_path / "docs" / "study_miou.png").stat().st_size > 0
     assert (tmp_path / "docs" / "study_loss.png").stat().st_size > 0

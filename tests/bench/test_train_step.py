@@ -1,4 +1,5 @@
 """Smoke test of bench/train_step.py with a tiny batch (the numbers themselves are not checked)."""
+
 import importlib.util
 import json
 import os

@@ -9,6 +9,7 @@ Everything is computed in float32 (autocast is disabled by the caller). Under di
 the negative sums, the per-anchor sums of positive terms and their counts are reduced over all
 processes, so every process computes the loss of the global batch.
 """
+
 from typing import Tuple
 
 import torch
@@ -63,8 +64,11 @@ def pixel_anchor_loss(
         loss: () float32; a graph-connected zero when no anchor has positives and negatives.
         num_anchors: () number of anchors that took part (global over processes).
     """
-    s_pos = torch.einsum("nkd,nd->nk", emb[pos_index], anchors) / temperature  # (N, Kp)
-    s_neg = torch.einsum("nkd,nd->nk", emb[neg_index], anchors) / temperature  # (N, Kn)
+    # One (N, P) similarity matrix and two gathers: a GEMM instead of gathering (N, K, D)
+    # embedding copies for positives and negatives (and scattering their gradients back).
+    sim = torch.mm(anchors, emb.t()) / temperature  # (N, P)
+    s_pos = sim.gather(1, pos_index)  # (N, Kp)
+    s_neg = sim.gather(1, neg_index)  # (N, Kn)
     log_neg = torch.logsumexp(s_neg.masked_fill(~neg_valid, _LOG_ZERO), dim=1)  # (N,)
     log_neg = all_logsumexp(log_neg)
     # -log(e^s / (e^s + e^lneg)) = logaddexp(s, lneg) - s
