@@ -37,7 +37,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -91,7 +91,7 @@ def _sync(device: str) -> None:
 
 
 def interleaved(fns: Dict[str, Callable[[], None]], rounds: int, device: str) -> Dict[str, Dict]:
-    """Median wall / CPU seconds of every function over interleaved rounds (first call = warm-up)."""
+    """Median wall / CPU ms of every function over interleaved rounds (first call = warm-up)."""
     for fn in fns.values():
         fn()
     _sync(device)
@@ -286,12 +286,15 @@ def bench_step_share(args) -> Dict:
 
 
 def format_report(result: Dict) -> str:
-    lines = [f"device {result['device']}, torch threads {result['torch_threads']}, "
-             f"{result['rounds']} interleaved rounds, load average {result['loadavg_1m']:.1f}"]  # fmt: skip
+    lines = [
+        f"device {result['device']}, torch threads {result['torch_threads']}, "
+        f"{result['rounds']} interleaved rounds, load average {result['loadavg_1m']:.1f}"
+    ]
     for kind, r in result["edt"].items():
         lines.append(
             f"EDT, {kind} maps {tuple(r['shape'])}, {r['nonempty_maps']} non-empty, "
-            f"foreground {100 * r['foreground_fraction']:.1f}%, max distance {r['max_distance']:.1f}"
+            f"foreground {100 * r['foreground_fraction']:.1f}%, "
+            f"max distance {r['max_distance']:.1f}"
         )
         scipy_ms = r["timing"]["scipy"]["wall_ms"]
         for name, t in r["timing"].items():

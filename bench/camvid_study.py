@@ -2,10 +2,10 @@
 """CamVid study: CE only vs + CCL vs + CCL + BANE, same network, schedule and seeds.
 
 Every (setting, seed) run is one ``tools/train_net.py`` process on ``camvid_train`` that ends with
-detectron2's ``SemSegEvaluator`` on ``camvid_val``; its mIoU and per-class IoU are read back from the
-run's ``metrics.json``. Runs whose ``result.json`` exists are skipped, and an interrupted run resumes
-from its last checkpoint, so the study can be stopped and restarted at will. When all runs are in,
-the script writes ``results.json`` and the report (Markdown table + PNG plots, see
+detectron2's ``SemSegEvaluator`` on ``camvid_val``; its mIoU and per-class IoU are read back from
+the run's ``metrics.json``. Runs whose ``result.json`` exists are skipped, and an interrupted run
+resumes from its last checkpoint, so the study can be stopped and restarted at will. When all runs
+are in, the script writes ``results.json`` and the report (Markdown table + PNG plots, see
 ``study_report.py``).
 
     DETECTRON2_DATASETS=/work/shared/data python bench/camvid_study.py --preset cpu
@@ -71,11 +71,12 @@ PRESETS = {
         # On 2 shared cores, 2 OpenMP threads wait on each other whenever one is descheduled:
         # a training step measured 7-11 s with 2 threads vs 0.65 s with 1 (load average ~6).
         threads=1,
-        note="A small network from random initialisation, trained for 400 iterations at half "
-        "resolution: absolute mIoU is far below the paper's (ImageNet-pretrained, 6K iterations "
-        "at full resolution, multi-scale + flip test), and many classes are not learnt at all "
-        "(see the per-class table). The study compares the three training objectives like for "
-        "like on the classes such a short schedule does learn; it does not reproduce the paper.",
+        note="A small network from random initialisation, trained for a few hundred iterations at "
+        "half resolution: absolute mIoU is far below the paper's (ImageNet-pretrained, 6K "
+        "iterations at full resolution, multi-scale + flip test), and many classes are not "
+        "learnt at all (see the per-class table). The study compares the three training "
+        "objectives like for like on the classes such a short schedule does learn; it does not "
+        "reproduce the paper.",
     ),
     "gpu": Preset(
         configs={

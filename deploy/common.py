@@ -434,9 +434,24 @@ def ort_session(path: str, providers: Iterable[str] = ("CPUExecutionProvider",),
 
 
 @torch.no_grad()
-def torch_forward(wrapper: nn.Module, images: np.ndarray) -> np.ndarray:
-    """PyTorch reference output of ``wrapper`` for a (B, 3, H, W) float32 array, on the CPU."""
-    return wrapper(torch.from_numpy(images)).numpy()
+def torch_forward(wrapper: nn.Module, images: np.ndarray, device: str = "cpu") -> np.ndarray:
+    """PyTorch reference output of ``wrapper`` for a (B, 3, H, W) float32 array.
+
+    On CUDA the reference is strict float32: TF32 matrix/convolution units are switched off
+    for the call (they round operands to 10 mantissa bits, ~1e-3 relative, far above the 1e-4
+    parity tolerance), and ``wrapper`` is moved back to where it was.
+    """
+    x = torch.from_numpy(images)
+    if device == "cpu":
+        return wrapper(x).numpy()
+    before = next(wrapper.parameters()).device
+    flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        return wrapper.to(device)(x.to(device)).cpu().numpy()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+        wrapper.to(before)
 
 
 def compare_outputs(reference: np.ndarray, output: np.ndarray) -> Dict[str, float]:

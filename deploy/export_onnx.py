@@ -91,8 +91,9 @@ def check_parity(
     atol: float,
     rtol: float,
     min_agreement: float,
+    device: str = "cpu",
 ) -> Tuple[List[Dict[str, object]], bool]:
-    """ONNX Runtime (CPU provider) vs PyTorch on each input.
+    """ONNX Runtime (CPU provider) vs PyTorch (on ``device``) on each input.
 
     A logits row passes when ``max_abs_diff <= atol + rtol * max_abs_logit``; a labels row when
     ``label_agreement >= min_agreement``.
@@ -105,7 +106,7 @@ def check_parity(
     rows = []
     for images in inputs:
         stats = compare_outputs(
-            torch_forward(wrapper, images), session.run(None, {INPUT_NAME: images})[0]
+            torch_forward(wrapper, images, device), session.run(None, {INPUT_NAME: images})[0]
         )
         if "max_abs_diff" in stats:
             ok = stats["max_abs_diff"] <= atol + rtol * stats["max_abs_logit"]
@@ -153,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--min-agreement", type=float, default=0.999, help="parity: labels agreement"
+    )
+    parser.add_argument(
+        "--parity-device",
+        default="cpu",
+        help="device of the PyTorch reference (e.g. cuda: checks the GPU path, strict float32)",
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config KEY VALUE pairs")
     return parser
@@ -217,8 +223,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         atol=args.atol,
         rtol=args.rtol,
         min_agreement=args.min_agreement,
+        device=args.parity_device,
     )
-    print(f"Parity, ONNX Runtime (CPUExecutionProvider) vs PyTorch, {args.output}:")
+    print(
+        f"Parity, ONNX Runtime (CPUExecutionProvider) vs PyTorch ({args.parity_device}), "
+        f"{args.output}:"
+    )
     print(format_parity(rows))
     if not ok:
         logger.error("Parity check failed (see the table above)")

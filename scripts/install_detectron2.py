@@ -9,6 +9,7 @@ semantic segmentation needs none of its compiled ops. A detectron2 that is alrea
 The wheel also ships a top-level ``tools`` package (detectron2's own scripts) that would shadow
 this repository's ``tools/`` directory; it is removed right after the install.
 """
+
 import importlib.util
 import logging
 import shutil
@@ -41,7 +42,9 @@ def main() -> int:
     logger.info("installing %s into %s", WHEEL, site)
     subprocess.check_call(cmd)
     stray_tools = site / "tools"
-    if (stray_tools / "train_net.py").exists() and (stray_tools / "lazyconfig_train_net.py").exists():
+    if (stray_tools / "train_net.py").exists() and (
+        stray_tools / "lazyconfig_train_net.py"
+    ).exists():
         shutil.rmtree(stray_tools)
         logger.info("removed detectron2's top-level 'tools' package from %s", site)
     if not _has_deeplab():

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Every GPU check of the project in one run, for a GPU host (e.g. a lent device session):
+#   1. the CUDA tests (tests/gpu: exact EDT, AMP step without host syncs, CPU/GPU parity),
+#   2. bench/train_step.py, HRNetV2-W48 512x1024 batch 8: CE vs + CCL vs + CCL + BANE, fp32 + AMP,
+#   3. bench/bane.py on CUDA (EDT vs scipy, BANE's share of the HRNet step),
+#   4. deploy/benchmark.py: PyTorch CUDA fp32 / fp16 / bf16 latency, baseline vs Contextrast,
+#      HRNetV2-W48, OCRNet and DeepLabV3-R101 at 1024x2048,
+#   5. deploy/export_onnx.py parity: ONNX Runtime vs PyTorch on CUDA (strict float32),
+#   6. tools/train_net.py on CamVid with AMP for the three networks, then multi-scale + flip eval.
+# Sections are independent (a failure is logged, the next one runs) and time-boxed; results go to
+# $OUT (default output/gpu_checks): gpu_checks.log and one JSON per benchmark.
+#
+#   DETECTRON2_DATASETS=/path/to/data scripts/gpu_checks.sh
+#
+# Environment without the project's venv (e.g. a bare GPU image): put detectron2 & co. on
+# PYTHONPATH first, or in .gpu/site (see docs/gpu_checks.md); .gpu/data is used as the datasets root
+# when it exists and DETECTRON2_DATASETS is unset.
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-output/gpu_checks}
+mkdir -p "$OUT"
+LOG="$OUT/gpu_checks.log"
+PY=${PY:-python3}
+[ -d .gpu/site ] && export PYTHONPATH="$PWD/.gpu/site:${PYTHONPATH:-}"
+export PYTHONPATH="$PWD/projects/Contextrast:$PWD:${PYTHONPATH:-}"
+[ -z "${DETECTRON2_DATASETS:-}" ] && [ -d .gpu/data ] && export DETECTRON2_DATASETS="$PWD/.gpu/data"
+export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore::FutureWarning
+WORK=${WORK:-/tmp/contextrast_gpu}
+mkdir -p "$WORK"
+
+section() {  # section NAME SECONDS COMMAND...: time-boxed, logged, never fatal
+    local name=$1 limit=$2
+    shift 2
+    echo "=== [$(date +%T)] $name (limit ${limit}s): $*" | tee -a "$LOG"
+    local t0=$SECONDS
+    timeout --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$LOG" | grep -v "^\[W\|Warning" | tail -n 40
+    local rc=${PIPESTATUS[0]}
+    echo "=== $name: exit $rc after $((SECONDS - t0)) s" | tee -a "$LOG"
+}
+
+section env 60 bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm \
+    --format=csv; $PY -c 'import torch, detectron2, onnxruntime, contextrast; \
+    print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0), \
+    detectron2.__version__, onnxruntime.__version__)'"
+
+section cuda-tests 180 $PY -m pytest -q -p no:cacheprovider tests/gpu
+
+CITY=configs/cityscapes
+section train-step-fp32 240 $PY bench/train_step.py --preset hrnet_gpu --warmup 3 --rounds 15 \
+    --sync-debug --json "$OUT/train_step_hrnet_fp32.json"
+section train-step-amp 200 $PY bench/train_step.py --preset hrnet_gpu --warmup 3 --rounds 15 \
+    --sync-debug --json "$OUT/train_step_hrnet_amp.json" SOLVER.AMP.ENABLED True
+section bane 200 $PY bench/bane.py --device cuda --rounds 5 --step-preset hrnet_gpu \
+    --step-warmup 2 --step-rounds 8 --json "$OUT/bane_cuda.json"
+
+for net in hrnet_w48 ocrnet_hrnet_w48 deeplabv3_r101; do
+    section "deploy-bench-$net" 180 $PY deploy/benchmark.py \
+        --baseline $CITY/${net}_baseline.yaml --contextrast $CITY/${net}_contextrast.yaml \
+        --height 1024 --width 2048 --backends torch-cuda-fp32 torch-cuda-fp16 torch-cuda-bf16 \
+        --warmup 5 --rounds 8 --repeats 3 --output-json "$OUT/deploy_${net}.json"
+done
+
+section export-parity 180 $PY deploy/export_onnx.py --config-file $CITY/hrnet_w48_contextrast.yaml \
+    --output "$WORK/hrnet_w48.onnx" --height 512 --width 1024 --dynamic --parity-device cuda
+
+# CamVid: a few AMP iterations of each network's paper config, then multi-scale + flip evaluation.
+for net in hrnet_w48 ocrnet_hrnet_w48 deeplabv3_r101; do
+    section "camvid-$net" 240 $PY tools/train_net.py \
+        --config-file configs/camvid/${net}_contextrast.yaml \
+        SOLVER.MAX_ITER 30 SOLVER.IMS_PER_BATCH 8 SOLVER.AMP.ENABLED True TEST.EVAL_PERIOD 0 \
+        TEST.AUG.ENABLED True DATALOADER.NUM_WORKERS 6 OUTPUT_DIR "$WORK/camvid_$net"
+done
+grep -h "copypaste\|host syncs\|x CE\|scipy/this\|share median\|Parity\|exit" "$LOG" | tail -n 60
