@@ -14,10 +14,13 @@
    Every implementation is checked for exact equality with scipy. ``--baseline-edt FILE`` adds
    another implementation of ``squared_distance_transform`` (e.g. an older ``edt.py``) to the
    same interleaved rounds, for before/after numbers.
-2. The whole BANE selection (``select_boundary_negatives``: error maps, EDT, per-map ranking).
+2. The whole BANE selection (``select_boundary_negatives``: error regions, EDT of the label map,
+   per-map ranking); ``--baseline-bane FILE`` (e.g. an older ``bane.py``) is timed side by side and
+   must select the same pixels.
 3. BANE's share of a training step of a ``train_step.py`` preset: ``select_boundary_negatives``
    is timed inside the criterion (CUDA events on the GPU) over the timed steps of the
-   ``CE + CCL + BANE`` variant, and divided by the step time.
+   ``CE + CCL + BANE`` variant, and divided by the step time (alternating with the baseline
+   selection when one is given).
 
 Rounds are interleaved (one call of every implementation per round) and medians reported, so load
 changes on a shared machine hit all implementations alike. ``--threads 1 2`` times the torch
@@ -28,6 +31,8 @@ the first count).
     python bench/bane.py --device cuda --step-preset hrnet_gpu
     git show f568da8:projects/Contextrast/contextrast/modeling/contrast/edt.py > /tmp/edt_old.py
     python bench/bane.py --baseline-edt /tmp/edt_old.py --threads 1 2
+    git show c1c4469:projects/Contextrast/contextrast/modeling/contrast/bane.py > /tmp/bane_old.py
+    python bench/bane.py --baseline-bane /tmp/bane_old.py --threads 1
 """
 
 import argparse
@@ -85,6 +90,15 @@ def load_edt(path: str) -> Callable:
     return module.squared_distance_transform
 
 
+def load_bane(path: str) -> Callable:
+    """``select_boundary_negatives`` of a standalone copy of ``bane.py`` (e.g. an older one)."""
+    spec = importlib.util.spec_from_file_location("contextrast.modeling.contrast._old_bane", path)
+    module = importlib.util.module_from_spec(spec)
+    module.__package__ = "contextrast.modeling.contrast"  # its relative imports resolve
+    spec.loader.exec_module(module)
+    return module.select_boundary_negatives
+
+
 def _sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
@@ -131,9 +145,24 @@ def with_threads(fn: Callable, threads: Optional[int]) -> Callable[[], None]:
     return call
 
 
+def label_map(maps: torch.Tensor) -> torch.Tensor:
+    """(B, N, H, W) disjoint bool maps -> (B, H, W) label map, N where no map holds the pixel."""
+    n = maps.shape[1]
+    none = torch.full(maps[:, 0].shape, n, dtype=torch.long)
+    return torch.where(maps.any(1), maps.long().argmax(1), none)
+
+
 def bench_edt(args, maps_by_kind: Dict[str, torch.Tensor]) -> Dict:
-    """Part 1: EDT implementations vs scipy, checked for exactness."""
-    from contextrast.modeling.contrast.edt import squared_distance_transform
+    """Part 1: EDT implementations vs scipy, checked for exactness.
+
+    ``edt`` transforms every (image, class) map; ``edt (label map)`` transforms the disjoint maps
+    of an image at once as one label map (what BANE runs), and is checked against scipy on the
+    pixels of every map.
+    """
+    from contextrast.modeling.contrast.edt import (
+        squared_distance_to_other_label,
+        squared_distance_transform,
+    )
 
     impls = {"edt": squared_distance_transform}
     if args.baseline_edt:
@@ -151,6 +180,22 @@ def bench_edt(args, maps_by_kind: Dict[str, torch.Tensor]) -> Dict:
             for t in args.threads or [None]:
                 label = name if t is None else f"{name} ({t} thr)"
                 fns[label] = with_threads(lambda impl=impl, dev=dev: impl(dev), t)
+        if int(maps.sum(1).max()) <= 1:  # disjoint maps: one label map per image
+            labels = label_map(maps).to(args.device)
+            n = maps.shape[1]
+            out = squared_distance_to_other_label(labels, ignore_label=n).cpu().numpy()
+            ref = reference.reshape(maps.shape)
+            for b, c in zip(*np.nonzero(maps.flatten(-2).any(-1).numpy())):
+                m = maps[b, c].numpy()
+                if not np.array_equal(out[b][m], ref[b, c][m]):
+                    raise AssertionError(f"label-map EDT differs from scipy, {kind} map {b},{c}")
+
+            def by_label(labels=labels, n=n):
+                return squared_distance_to_other_label(labels, ignore_label=n)
+
+            for t in args.threads or [None]:
+                label = "edt (label map)" + ("" if t is None else f" ({t} thr)")
+                fns[label] = with_threads(by_label, t)
         timing = interleaved(fns, args.rounds, args.device)
         if args.profile:
             for label, fn in fns.items():
@@ -185,27 +230,33 @@ def bench_selection(args, pred: torch.Tensor, gt: torch.Tensor) -> Dict:
 
     pred, gt = pred.to(args.device), gt.to(args.device)
 
-    def select():
-        return select_boundary_negatives(
-            pred, gt, num_classes=args.classes, ignore_value=255, top_k_ratio=0.5
-        )
-
+    selections = {"select": select_boundary_negatives}
+    if args.baseline_bane:
+        selections["baseline select"] = load_bane(args.baseline_bane)
     fns = {}
-    for t in args.threads or [None]:
-        fns["select" if t is None else f"select ({t} thr)"] = with_threads(select, t)
+    for name, fn in selections.items():
+
+        def select(fn=fn):
+            return fn(pred, gt, num_classes=args.classes, ignore_value=255, top_k_ratio=0.5)
+
+        if args.baseline_bane:  # both must select the same pixels
+            a, b = select(select_boundary_negatives), select(fn)
+            if not torch.equal(a.negatives, b.negatives):
+                raise AssertionError(f"{name} selects other pixels than the current BANE")
+        for t in args.threads or [None]:
+            fns[name if t is None else f"{name} ({t} thr)"] = with_threads(select, t)
     return interleaved(fns, args.rounds, args.device)
 
 
 def bench_step_share(args) -> Dict:
     """Part 3: time inside select_boundary_negatives / step time, CE + CCL + BANE variant.
 
-    With ``--baseline-edt``, rounds alternate between the current EDT and the baseline one
-    (patched into ``contextrast.modeling.contrast.bane``), so both shares come from one run.
+    With ``--baseline-bane``, rounds alternate between the current selection and the baseline
+    one (patched into the criterion), so both shares come from one run.
     """
     from detectron2.utils.events import EventStorage
     from train_step import PRESETS, build_variant, make_step, synthetic_batch, timed
 
-    import contextrast.modeling.contrast.bane as bane_module
     import contextrast.modeling.contrast.criterion as criterion_module
 
     preset = PRESETS[args.step_preset]
@@ -217,41 +268,44 @@ def bench_step_share(args) -> Dict:
     )  # fmt: skip
     step = make_step(model, opt, batch, amp=cfg.SOLVER.AMP.ENABLED)
     original = criterion_module.select_boundary_negatives
-    edts = {"edt": bane_module.squared_distance_transform}
-    if args.baseline_edt:
-        edts["baseline_edt"] = load_edt(args.baseline_edt)
+    selections = {"bane": original}
+    if args.baseline_bane:
+        selections["baseline_bane"] = load_bane(args.baseline_bane)
     spans: List = []
 
-    def timed_selection(*a, **kw):
-        if cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            out = original(*a, **kw)
-            end.record()
-            spans.append((start, end))
-        else:
-            t0 = time.perf_counter()
-            out = original(*a, **kw)
-            spans.append(1000 * (time.perf_counter() - t0))
-        return out
+    def timed_selection(fn: Callable) -> Callable:
+        def call(*a, **kw):
+            if cuda:
+                start = torch.cuda.Event(enable_timing=True)
+                end = torch.cuda.Event(enable_timing=True)
+                start.record()
+                out = fn(*a, **kw)
+                end.record()
+                spans.append((start, end))
+            else:
+                t0 = time.perf_counter()
+                out = fn(*a, **kw)
+                spans.append(1000 * (time.perf_counter() - t0))
+            return out
 
-    per_edt = {k: {"step_ms": [], "bane_ms": [], "share": []} for k in edts}
+        return call
+
+    per_impl = {k: {"step_ms": [], "bane_ms": [], "share": []} for k in selections}
     threads_before = torch.get_num_threads()
     if args.threads:  # the step runs with the first thread count of --threads
         torch.set_num_threads(args.threads[0])
-    criterion_module.select_boundary_negatives = timed_selection
     try:
         with EventStorage(0):
             it = 0
-            for name, edt in edts.items():
-                bane_module.squared_distance_transform = edt
+            for fn in selections.values():
+                criterion_module.select_boundary_negatives = timed_selection(fn)
                 for _ in range(args.step_warmup):
                     it += 1
                     step(it)
-            names = list(edts)
+            names = list(selections)
             for r in range(args.step_rounds):
                 for name in names[r % len(names) :] + names[: r % len(names)]:
-                    bane_module.squared_distance_transform = edts[name]
+                    criterion_module.select_boundary_negatives = timed_selection(selections[name])
                     spans.clear()
                     it += 1
                     ms = timed(step, it, cuda)
@@ -259,12 +313,11 @@ def bench_step_share(args) -> Dict:
                         inside = sum(start.elapsed_time(end) for start, end in spans)
                     else:
                         inside = sum(spans)
-                    per_edt[name]["step_ms"].append(ms)
-                    per_edt[name]["bane_ms"].append(inside)
-                    per_edt[name]["share"].append(inside / ms)
+                    per_impl[name]["step_ms"].append(ms)
+                    per_impl[name]["bane_ms"].append(inside)
+                    per_impl[name]["share"].append(inside / ms)
     finally:
         criterion_module.select_boundary_negatives = original
-        bane_module.squared_distance_transform = edts["edt"]
         torch.set_num_threads(threads_before)
     return {
         "preset": args.step_preset,
@@ -273,14 +326,14 @@ def bench_step_share(args) -> Dict:
         "size": list(preset.size),
         "layers": list(cfg.MODEL.CONTEXTRAST.IN_FEATURES),
         "threads": args.threads[0] if args.threads else threads_before,
-        "by_edt": {
+        "by_impl": {
             name: {
                 "step_median_ms": statistics.median(v["step_ms"]),
                 "bane_median_ms": statistics.median(v["bane_ms"]),
                 "bane_share_median": statistics.median(v["share"]),
                 "bane_share_max": max(v["share"]),
             }
-            for name, v in per_edt.items()
+            for name, v in per_impl.items()
         },
     }
 
@@ -312,7 +365,7 @@ def format_report(result: Dict) -> str:
             f"BANE in a training step ({s['preset']}, batch {s['batch']}, "
             f"{s['size'][0]}x{s['size'][1]}, layers {s['layers']}, {s['threads']} thr):"
         )
-        for name, e in s["by_edt"].items():
+        for name, e in s["by_impl"].items():
             lines.append(
                 f"  {name:<13} {e['bane_median_ms']:.1f} ms of {e['step_median_ms']:.1f} ms, "
                 f"share median {100 * e['bane_share_median']:.2f}% "
@@ -332,6 +385,9 @@ def parse_args(argv=None):
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, nargs="+", help="torch intra-op thread counts")
     parser.add_argument("--baseline-edt", help="another edt.py to time side by side")
+    parser.add_argument(
+        "--baseline-bane", help="another bane.py: its selection is timed side by side (parts 2, 3)"
+    )
     parser.add_argument("--step-preset", default="demo", help="train_step.py preset; 'none' = skip")
     parser.add_argument("--step-warmup", type=int, default=2)
     parser.add_argument("--step-rounds", type=int, default=5)

@@ -11,6 +11,9 @@
 # $OUT (default output/gpu_checks): gpu_checks.log and one JSON per benchmark.
 #
 #   DETECTRON2_DATASETS=/path/to/data scripts/gpu_checks.sh
+#   ONLY="cuda-tests train-step bane" scripts/gpu_checks.sh     # a subset of the sections
+#   BASELINE_BANE=/tmp/bane_old.py scripts/gpu_checks.sh        # time an older BANE side by side
+#   DEPLOY_FLAGS=--cuda-graphs scripts/gpu_checks.sh            # extra deploy/benchmark.py flags
 #
 # Environment without the project's venv (e.g. a bare GPU image): put detectron2 & co. on
 # PYTHONPATH first, or in .gpu/site (see docs/gpu_checks.md); .gpu/data is used as the datasets root
@@ -31,6 +34,9 @@ mkdir -p "$WORK"
 section() {  # section NAME SECONDS COMMAND...: time-boxed, logged, never fatal
     local name=$1 limit=$2
     shift 2
+    if [ -n "${ONLY:-}" ] && ! [[ " $ONLY " =~ \ ${name%%-[a-z0-9_]*}[\ -] || " $ONLY " =~ \ $name\  ]]; then
+        return 0
+    fi
     echo "=== [$(date +%T)] $name (limit ${limit}s): $*" | tee -a "$LOG"
     local t0=$SECONDS
     timeout --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$LOG" | grep -v "^\[W\|Warning" | tail -n 40
@@ -47,17 +53,18 @@ section cuda-tests 180 $PY -m pytest -q -p no:cacheprovider tests/gpu
 
 CITY=configs/cityscapes
 section train-step-fp32 240 $PY bench/train_step.py --preset hrnet_gpu --warmup 3 --rounds 15 \
-    --sync-debug --json "$OUT/train_step_hrnet_fp32.json"
+    --sync-debug --profile ccl_bane --json "$OUT/train_step_hrnet_fp32.json"
 section train-step-amp 200 $PY bench/train_step.py --preset hrnet_gpu --warmup 3 --rounds 15 \
     --sync-debug --json "$OUT/train_step_hrnet_amp.json" SOLVER.AMP.ENABLED True
 section bane 200 $PY bench/bane.py --device cuda --rounds 5 --step-preset hrnet_gpu \
-    --step-warmup 2 --step-rounds 8 --json "$OUT/bane_cuda.json"
+    --step-warmup 2 --step-rounds 8 --json "$OUT/bane_cuda.json" \
+    ${BASELINE_BANE:+--baseline-bane "$BASELINE_BANE"}
 
 for net in hrnet_w48 ocrnet_hrnet_w48 deeplabv3_r101; do
     section "deploy-bench-$net" 180 $PY deploy/benchmark.py \
         --baseline $CITY/${net}_baseline.yaml --contextrast $CITY/${net}_contextrast.yaml \
         --height 1024 --width 2048 --backends torch-cuda-fp32 torch-cuda-fp16 torch-cuda-bf16 \
-        --warmup 5 --rounds 8 --repeats 3 --output-json "$OUT/deploy_${net}.json"
+        --warmup 5 --rounds 8 --repeats 3 --output-json "$OUT/deploy_${net}.json" ${DEPLOY_FLAGS:-}
 done
 
 section export-parity 180 $PY deploy/export_onnx.py --config-file $CITY/hrnet_w48_contextrast.yaml \

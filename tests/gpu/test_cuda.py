@@ -14,7 +14,10 @@ from scipy import ndimage
 
 from contextrast.config import get_contextrast_cfg
 from contextrast.modeling.contrast.bane import select_boundary_negatives
-from contextrast.modeling.contrast.edt import squared_distance_transform
+from contextrast.modeling.contrast.edt import (
+    squared_distance_to_other_label,
+    squared_distance_transform,
+)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -50,6 +53,16 @@ def test_cuda_edt_equals_scipy(shape):
         ref = ndimage.distance_transform_edt(padded) ** 2
         ref = ref[1:-1, 1:-1] if m.all() else ref
         np.testing.assert_array_equal(got[i], np.round(ref), err_msg=f"map {i}")
+
+
+@pytest.mark.parametrize("shape", [(3, 40, 71), (2, 64, 33)])
+def test_cuda_label_map_transform_equals_cpu(shape):
+    labels = torch.randint(0, 4, shape)
+    labels[0] = 2  # a single-label map: border distance
+    cpu = squared_distance_to_other_label(labels, ignore_label=3)
+    torch.testing.assert_close(
+        squared_distance_to_other_label(labels.cuda(), ignore_label=3).cpu(), cpu
+    )
 
 
 def test_cuda_bane_selection_matches_cpu():

@@ -1,4 +1,5 @@
 """CCL anchors and contextual anchor mixing, against hand-computed values."""
+
 import torch
 import torch.nn.functional as F
 

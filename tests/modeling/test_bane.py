@@ -1,4 +1,5 @@
 """BANE: class-wise error maps and exact K% nearest-boundary selection."""
+
 import math
 
 import numpy as np
@@ -95,7 +96,9 @@ def test_boundary_pixels_come_first_in_a_blob():
 
 def test_no_mispredictions_and_all_ignore():
     gt = torch.randint(0, 4, (2, 9, 9))
-    sel = select_boundary_negatives(gt.clone(), gt, num_classes=4, ignore_value=IGNORE, top_k_ratio=0.5)
+    sel = select_boundary_negatives(
+        gt.clone(), gt, num_classes=4, ignore_value=IGNORE, top_k_ratio=0.5
+    )
     assert not sel.negatives.any() and int(sel.num_errors) == 0
     ignore = torch.full((2, 9, 9), IGNORE)
     sel = select_boundary_negatives(gt, ignore, num_classes=4, ignore_value=IGNORE, top_k_ratio=0.5)

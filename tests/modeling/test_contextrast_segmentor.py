@@ -1,4 +1,5 @@
 """ContextrastSegmentor: gradients, the training/eval split, edge cases, AMP dtype."""
+
 import os
 
 import pytest
@@ -70,7 +71,9 @@ def test_contrastive_gradient_alone_reaches_backbone(model):
 def test_eval_never_calls_training_only_modules(model):
     model.eval()
     calls = []
-    hooks = [m.register_forward_hook(lambda *a: calls.append(1)) for m in model.contrast_heads.modules()]
+    hooks = [
+        m.register_forward_hook(lambda *a: calls.append(1)) for m in model.contrast_heads.modules()
+    ]
     criterion, model.criterion = model.criterion, None  # any call would raise TypeError
     try:
         with torch.no_grad():

@@ -1,4 +1,5 @@
 """HRNetV2 backbone (timm) and HRNetV2Head: shapes, strides, head contract, weights, size."""
+
 import os
 import re
 import subprocess

@@ -1,4 +1,5 @@
 """OCRHead (OCRNet on HRNetV2): object regions, attention block, head contract, size."""
+
 import pytest
 import torch
 import torch.nn.functional as F

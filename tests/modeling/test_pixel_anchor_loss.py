@@ -1,4 +1,5 @@
 """Pixel-anchor InfoNCE loss against a naive loop implementation; samplers."""
+
 import math
 
 import pytest

@@ -1,4 +1,5 @@
 """Models of the Contextrast project. Importing registers backbones, heads and meta-archs."""
+
 from . import backbone, heads  # noqa: F401  (registration only)
 from .contrast import ContextrastCriterion, build_contrast_heads
 from .meta_arch import ContextrastSegmentor

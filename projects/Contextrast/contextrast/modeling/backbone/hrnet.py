@@ -18,6 +18,7 @@ The classification-only layers of the checkpoint (``incre_modules``, ``downsamp_
 ``final_layer``, ``classifier``) are dropped; every backbone tensor must be present. A full model
 checkpoint given by ``MODEL.WEIGHTS`` is loaded after the model is built and overrides this.
 """
+
 import logging
 import os
 from typing import Dict, List

@@ -1,4 +1,5 @@
 """Training-only parts of Contextrast: projection heads, CCL anchors, BANE and the loss."""
+
 from .bane import BaneSelection, error_maps, select_boundary_negatives
 from .criterion import ContextrastCriterion
 from .edt import distance_transform, squared_distance_transform

@@ -5,6 +5,7 @@ gradient reaches every pixel that contributed to a class mean. Under distributed
 per-class sums and counts are all-reduced with the autograd-aware collective, which sums the
 incoming gradients across processes on the way back.
 """
+
 from typing import List, Tuple
 
 import torch
@@ -52,7 +53,9 @@ def class_sums(emb: Tensor, labels: Tensor, num_classes: int) -> Tuple[Tensor, T
     valid = (labels >= 0) & (labels < num_classes)
     bins = torch.where(valid, labels, torch.full_like(labels, num_classes))
     sums = emb.new_zeros(num_classes + 1, emb.shape[1]).index_add_(0, bins, emb)
-    counts = emb.new_zeros(num_classes + 1).index_add_(0, bins, torch.ones_like(bins, dtype=emb.dtype))
+    counts = emb.new_zeros(num_classes + 1).index_add_(
+        0, bins, torch.ones_like(bins, dtype=emb.dtype)
+    )
     return sums[:num_classes], counts[:num_classes]
 
 

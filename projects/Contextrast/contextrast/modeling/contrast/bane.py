@@ -7,14 +7,15 @@ under the ``fn`` reading (the map as printed in the paper). The reading only dec
 boundary ranks the pixel. Within every (image, map) pair the ``ceil(K * |B|)`` pixels nearest the
 region boundary (smallest Euclidean distance transform) are kept.
 """
+
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from .edt import squared_distance_transform
+from .edt import squared_distance_to_other_label
 
-__all__ = ["BaneSelection", "error_maps", "select_boundary_negatives"]
+__all__ = ["BaneSelection", "error_maps", "error_regions", "select_boundary_negatives"]
 
 ERROR_MAP_READINGS = ("fp", "fn")
 
@@ -35,26 +36,41 @@ class BaneSelection:
     num_errors: Tensor
 
 
-def error_maps(pred: Tensor, gt: Tensor, num_classes: int, ignore_value: int, reading: str):
-    """Class-wise binary error maps.
+def error_regions(pred: Tensor, gt: Tensor, ignore_value: int, reading: str):
+    """The error map each mispredicted pixel belongs to.
 
     Args:
         pred: (B, H, W) long predicted classes.
         gt: (B, H, W) long ground truth, ``ignore_value`` marks ignored pixels.
-        num_classes: N.
         ignore_value: ignore label of ``gt``.
         reading: ``"fp"`` -> ``B^n = [pred = n, gt != n]``; ``"fn"`` -> ``B^n = [gt = n, pred != n]``.
+
+    Returns:
+        region: (B, H, W) long, index of the map of each mispredicted pixel (0 elsewhere).
+        wrong: (B, H, W) bool, mispredicted non-ignored pixels.
+    """
+    if reading not in ERROR_MAP_READINGS:
+        raise ValueError(
+            f"BANE error-map reading must be one of {ERROR_MAP_READINGS}, got {reading!r}"
+        )
+    wrong = (gt != ignore_value) & (pred != gt)
+    region = pred if reading == "fp" else gt
+    return torch.where(wrong, region, torch.zeros_like(region)), wrong
+
+
+def error_maps(pred: Tensor, gt: Tensor, num_classes: int, ignore_value: int, reading: str):
+    """Class-wise binary error maps (the spec's definition; BANE itself never materialises them).
+
+    Args:
+        pred, gt, ignore_value, reading: see :func:`error_regions`.
+        num_classes: N.
 
     Returns:
         maps: (B, N, H, W) bool.
         region: (B, H, W) long, index of the map each mispredicted pixel belongs to.
         wrong: (B, H, W) bool, mispredicted non-ignored pixels.
     """
-    if reading not in ERROR_MAP_READINGS:
-        raise ValueError(f"BANE error-map reading must be one of {ERROR_MAP_READINGS}, got {reading!r}")
-    wrong = (gt != ignore_value) & (pred != gt)
-    region = pred if reading == "fp" else gt
-    region = torch.where(wrong, region, torch.zeros_like(region))
+    region, wrong = error_regions(pred, gt, ignore_value, reading)
     classes = torch.arange(num_classes, device=pred.device)[None, :, None, None]
     maps = wrong[:, None] & (region[:, None] == classes)
     return maps, region, wrong
@@ -88,9 +104,12 @@ def select_boundary_negatives(
     if not 0.0 < top_k_ratio <= 1.0:
         raise ValueError(f"BANE top_k_ratio must be in (0, 1], got {top_k_ratio}")
     b, h, w = gt.shape
-    maps, region, wrong = error_maps(pred, gt, num_classes, ignore_value, reading)
-    dist2 = squared_distance_transform(maps)  # (B, N, H, W); each pixel is in at most one map
-    dist2 = dist2.gather(1, region[:, None]).squeeze(1).flatten(1)  # (B, H*W)
+    region, wrong = error_regions(pred, gt, ignore_value, reading)
+    # The N error maps of an image are disjoint: one label map (label N = no error) holds them
+    # all, and the distance of a pixel of map n to the boundary of map n is its distance to the
+    # nearest pixel of another label. One transform per image instead of one per (image, class).
+    label = torch.where(wrong, region, torch.full_like(region, num_classes))
+    dist2 = squared_distance_to_other_label(label, ignore_label=num_classes).flatten(1)
 
     # Sort every image's error pixels by (map, distance, raster index); pixels outside any map last.
     # Squared distances are integers bounded by H^2 + W^2, so the key is exact in int64.
@@ -100,7 +119,8 @@ def select_boundary_negatives(
     order = torch.sort(key, dim=1, stable=True).indices  # (B, H*W)
 
     # Rank of each pixel within its map = sorted position - number of pixels in earlier maps.
-    counts = maps.flatten(2).sum(-1)  # (B, N)
+    counts = torch.zeros(b, num_classes + 1, dtype=torch.long, device=gt.device)
+    counts = counts.scatter_add_(1, label.flatten(1), torch.ones_like(key))[:, :num_classes]
     starts = counts.cumsum(1) - counts
     sorted_region = region.flatten(1).gather(1, order)
     positions = torch.arange(h * w, device=gt.device).expand(b, -1)

@@ -3,6 +3,7 @@
 A stateless object (no parameters, no buffers), so nothing of it can reach a checkpoint or an
 exported graph. The meta-architecture calls it only in training.
 """
+
 import logging
 from typing import Dict, List, Sequence, Tuple
 

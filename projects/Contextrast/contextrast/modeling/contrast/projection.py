@@ -1,4 +1,5 @@
 """Projection heads pi_i that map a backbone layer to L2-normalised embeddings (training only)."""
+
 from typing import Dict
 
 import torch.nn as nn
@@ -67,4 +68,6 @@ def build_contrast_heads(cfg, input_shape: Dict[str, ShapeSpec]) -> nn.ModuleDic
     """One projection head per ``MODEL.CONTEXTRAST.IN_FEATURES`` entry, keyed by feature name."""
     name = cfg.MODEL.CONTEXTRAST.PROJ_HEAD_NAME
     head_cls = CONTRAST_HEADS_REGISTRY.get(name)
-    return nn.ModuleDict({f: head_cls(cfg, input_shape[f]) for f in cfg.MODEL.CONTEXTRAST.IN_FEATURES})
+    return nn.ModuleDict(
+        {f: head_cls(cfg, input_shape[f]) for f in cfg.MODEL.CONTEXTRAST.IN_FEATURES}
+    )

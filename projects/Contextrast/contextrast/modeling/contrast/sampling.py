@@ -3,6 +3,7 @@
 Both samplers return fixed-size index matrices plus validity masks, so the loss is a batched
 gather with no boolean indexing and no host synchronisation.
 """
+
 from typing import Optional, Tuple
 
 import torch

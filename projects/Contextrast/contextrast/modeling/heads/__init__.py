@@ -1,4 +1,5 @@
 """Semantic-segmentation heads (SEM_SEG_HEADS_REGISTRY), all with the layers()/losses() split."""
+
 from .aspp import ASPPHead, build_sem_seg_loss
 from .hrnet_head import HRNetV2Head
 from .ocr_head import OCRHead

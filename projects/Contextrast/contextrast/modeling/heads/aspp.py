@@ -1,4 +1,5 @@
 """ASPPHead: the DeepLabV3 head (:paper:`DeepLabV3`) with the layers()/losses() split."""
+
 from typing import Dict
 
 import torch.nn as nn
@@ -162,6 +163,9 @@ class ASPPHead(nn.Module):
         if self.training:
             return None, self.losses(outputs, targets)
         logits = F.interpolate(
-            outputs["sem_seg"], scale_factor=self.common_stride, mode="bilinear", align_corners=False
+            outputs["sem_seg"],
+            scale_factor=self.common_stride,
+            mode="bilinear",
+            align_corners=False,
         )
         return logits, {}

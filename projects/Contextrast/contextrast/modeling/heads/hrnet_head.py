@@ -4,6 +4,7 @@
 2020 (HRNetV2-W48: 48 + 96 + 192 + 384 = 720 concatenated channels, 65.86M parameters with 19
 classes).
 """
+
 from typing import Dict, List
 
 import fvcore.nn.weight_init as weight_init

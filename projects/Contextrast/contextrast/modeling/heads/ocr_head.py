@@ -14,6 +14,7 @@
 - augmented representation: [context, pixel] (1024 ch) -> 1x1 conv-BN-ReLU (512) -> dropout
   -> 1x1 classifier.
 """
+
 from typing import Dict
 
 import fvcore.nn.weight_init as weight_init

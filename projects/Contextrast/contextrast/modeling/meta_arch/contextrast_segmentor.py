@@ -1,4 +1,5 @@
 """ContextrastSegmentor: a semantic segmentor trained with CCL + BANE, a baseline at inference."""
+
 import logging
 from typing import Dict, List, Optional
 
