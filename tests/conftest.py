@@ -1,4 +1,5 @@
 """Shared pytest configuration: the ``slow`` marker and common fixtures."""
+
 import os
 
 import pytest
@@ -6,7 +7,9 @@ import pytest
 # Datasets are registered from $DETECTRON2_DATASETS when contextrast is first imported. Without
 # it, point at the shared data beside the checkout (real CamVid) when it exists; tests that need
 # real data skip cleanly otherwise.
-_SHARED_DATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+_SHARED_DATA = os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+)
 if "DETECTRON2_DATASETS" not in os.environ and os.path.isdir(_SHARED_DATA):
     os.environ["DETECTRON2_DATASETS"] = _SHARED_DATA
 

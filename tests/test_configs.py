@@ -1,4 +1,5 @@
 """Every YAML in configs/ merges with the project's config (yacs rejects unknown keys)."""
+
 import glob
 import os
 

@@ -11,6 +11,7 @@ and matrix products; element-wise ops such as BN, ReLU or interpolation count on
 a handle). Training-only parts (``contrast_heads.``) are reported apart. The default input size is
 the training crop (``INPUT.CROP.SIZE``).
 """
+
 import argparse
 import logging
 import sys

@@ -6,6 +6,7 @@ SemSegEvaluator on the validation split; the script prints both mIoUs side by si
 
     python tools/demo.py [--output-dir output/demo] [KEY VALUE ...]
 """
+
 import argparse
 import json
 import logging
@@ -31,7 +32,9 @@ def final_metrics(output_dir: str) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--output-dir", default=os.path.join(ROOT, "output", "demo"))
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for both runs")
     args = parser.parse_args()
@@ -60,7 +63,9 @@ def main() -> int:
         lines.append(
             f"{label:<{width}}  {m['sem_seg/mIoU']:6.2f}  {m['sem_seg/pACC']:9.2f}  {seconds:8.0f}s"
         )
-    lines.append(f"total wall time {time.time() - start:.0f}s; logs and checkpoints in {args.output_dir}")
+    lines.append(
+        f"total wall time {time.time() - start:.0f}s; logs and checkpoints in {args.output_dir}"
+    )
     print("\n".join(lines))
     return 0
 

@@ -7,20 +7,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-import contextrast.data  # noqa: F401  (registration)
 import numpy as np
 import pytest
 import scipy.io
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets.cityscapes import load_cityscapes_semantic
+from detectron2.data.datasets.coco import load_sem_seg
+from PIL import Image
+
+import contextrast.data  # noqa: F401  (registration)
 from contextrast.config import get_contextrast_cfg
 from contextrast.data.datasets.camvid import load_camvid
 from contextrast.data.datasets.coco_stuff import COCO_STUFF_171, load_coco_stuff_10k
 from contextrast.data.datasets.common import voc_colormap
 from contextrast.data.datasets.pascal_context import PASCAL_CONTEXT_59, load_pascal_context_59
 from contextrast.data.mapper import SemSegDatasetMapper, load_sem_seg_label
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.datasets.cityscapes import load_cityscapes_semantic
-from detectron2.data.datasets.coco import load_sem_seg
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
 H, W = 30, 40

@@ -1,4 +1,5 @@
 """End to end: tools/train_net.py trains a few iterations, then --eval-only on its checkpoint."""
+
 import json
 import os
 import subprocess
@@ -21,7 +22,9 @@ def _run(args, cwd):
 def test_train_then_eval_only(tmp_path):
     out = tmp_path / "run"
     config = os.path.join(ROOT, "configs", "demo", "contextrast.yaml")
-    log = _run(["--config-file", config, "SOLVER.MAX_ITER", "4", "OUTPUT_DIR", str(out)] + TINY, tmp_path)
+    log = _run(
+        ["--config-file", config, "SOLVER.MAX_ITER", "4", "OUTPUT_DIR", str(out)] + TINY, tmp_path
+    )
     for name in ["model_final.pth", "config.yaml", "metrics.json", "last_checkpoint"]:
         assert (out / name).exists(), name
     assert any(p.name.startswith("events.out.tfevents") for p in out.iterdir())

@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from contextrast.modeling.contrast import distance_transform
 from contextrast.modeling.contrast import edt as dt_module
-from contextrast.modeling.contrast import distance_transform, squared_distance_transform
+from contextrast.modeling.contrast import squared_distance_transform
 
 
 def _scipy(maps: torch.Tensor) -> np.ndarray:

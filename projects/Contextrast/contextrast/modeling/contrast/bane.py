@@ -43,7 +43,8 @@ def error_regions(pred: Tensor, gt: Tensor, ignore_value: int, reading: str):
         pred: (B, H, W) long predicted classes.
         gt: (B, H, W) long ground truth, ``ignore_value`` marks ignored pixels.
         ignore_value: ignore label of ``gt``.
-        reading: ``"fp"`` -> ``B^n = [pred = n, gt != n]``; ``"fn"`` -> ``B^n = [gt = n, pred != n]``.
+        reading: ``"fp"`` -> ``B^n = [pred = n, gt != n]``;
+            ``"fn"`` -> ``B^n = [gt = n, pred != n]``.
 
     Returns:
         region: (B, H, W) long, index of the map of each mispredicted pixel (0 elsewhere).

@@ -86,8 +86,8 @@ class ContextrastCriterion:
         if len(set(self.in_features)) != len(self.in_features):
             bad("IN_FEATURES", self.in_features, "distinct feature names")
         if len(self.layer_weights) != len(self.in_features):
-            bad("LAYER_WEIGHTS", self.layer_weights,
-                f"{len(self.in_features)} weights, one per IN_FEATURES entry {self.in_features}")  # fmt: skip
+            expected = f"{len(self.in_features)} weights, one per IN_FEATURES entry"
+            bad("LAYER_WEIGHTS", self.layer_weights, f"{expected} {self.in_features}")
         if not all(non_negative(w) for w in self.layer_weights):
             bad("LAYER_WEIGHTS", self.layer_weights, "finite non-negative weights")
         if not 0 < self.temperature < float("inf"):

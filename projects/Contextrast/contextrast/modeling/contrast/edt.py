@@ -237,9 +237,9 @@ def _row_distance_labels(labels: Tensor) -> Tensor:
 def _column_envelope_labels(f2: Tensor, labels: Tensor, adaptive: bool) -> Tensor:
     """``out[n, y, x] = min_y' (y - y')^2 + [labels[n, y', x] == labels[n, y, x]] f2[n, y', x]``.
 
-    A pixel ``y'`` of another label is itself at distance 0 from "another label" (cost ``(y-y')^2``);
-    one of the same label contributes its row distance, which is the row distance to another label
-    (its run in row ``y'`` ends where the label changes).
+    A pixel ``y'`` of another label is itself at distance 0 from "another label" (cost
+    ``(y-y')^2``); one of the same label contributes its row distance, which is the row distance
+    to another label (its run in row ``y'`` ends where the label changes).
 
     Args:
         f2: (N, H, W) float32 squared row distances (``inf`` allowed).

@@ -74,7 +74,7 @@ def sample_negatives(
     valid_px = (labels >= 0) & (labels < num_classes)
     other = valid_px[None, :] & (labels[None, :] != classes)  # (N, P)
     noise = torch.rand(num_classes, p, device=labels.device)
-    # Priority: BANE negative of this anchor (2, 3) > other-class pixel (1, 2) > not a candidate (0).
+    # Priority: BANE negative of this anchor (2, 3) > other-class pixel (1, 2) > no candidate (0).
     score = torch.where(other, 1.0 + noise, torch.zeros_like(noise))
     if bane_negatives is not None:
         is_bane = bane_negatives[None, :] & (bane_anchor[None, :] == classes)
