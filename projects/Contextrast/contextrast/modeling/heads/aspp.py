@@ -7,52 +7,15 @@ import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.layers import ASPP, Conv2d, ShapeSpec
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
-from detectron2.projects.deeplab.loss import DeepLabCE
 from torch import Tensor
 
-__all__ = ["ASPPHead", "build_sem_seg_loss"]
+from .common import SplitSemSegHead, build_sem_seg_loss
 
-
-class SemSegCrossEntropy(nn.Module):
-    """Cross-entropy averaged over labelled pixels; a graph-connected 0 when there are none.
-
-    ``nn.CrossEntropyLoss(reduction="mean")`` divides by the number of labelled pixels and returns
-    NaN for a batch whose pixels are all ignored; dividing by ``max(count, 1)`` avoids that without
-    reading the count back to the host.
-    """
-
-    def __init__(self, ignore_value: int):
-        super().__init__()
-        self.ignore_value = ignore_value
-
-    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
-        """
-        Args:
-            logits: (B, K, H, W) float.
-            targets: (B, H, W) long, ``ignore_value`` = ignore.
-
-        Returns:
-            () float loss.
-        """
-        total = F.cross_entropy(logits, targets, ignore_index=self.ignore_value, reduction="sum")
-        count = (targets != self.ignore_value).sum().clamp(min=1)
-        return total / count
-
-
-def build_sem_seg_loss(loss_type: str, ignore_value: int) -> nn.Module:
-    """Pixel-wise loss of DeepLab's ``MODEL.SEM_SEG_HEAD.LOSS_TYPE``."""
-    if loss_type == "cross_entropy":
-        return SemSegCrossEntropy(ignore_value)
-    if loss_type == "hard_pixel_mining":
-        return DeepLabCE(ignore_label=ignore_value, top_k_percent_pixels=0.2)
-    raise ValueError(
-        f"MODEL.SEM_SEG_HEAD.LOSS_TYPE = {loss_type!r}: expected 'cross_entropy' or "
-        "'hard_pixel_mining'"
-    )
+__all__ = ["ASPPHead"]
 
 
 @SEM_SEG_HEADS_REGISTRY.register()
-class ASPPHead(nn.Module):
+class ASPPHead(SplitSemSegHead):
     """DeepLabV3 head: ASPP on one backbone feature, then a 1x1 classifier.
 
     Unlike detectron2's ``DeepLabV3Head``, the image-pooling branch always pools globally, so the
@@ -151,21 +114,3 @@ class ASPPHead(nn.Module):
             outputs["sem_seg"], size=targets.shape[-2:], mode="bilinear", align_corners=False
         )
         return {"loss_sem_seg": self.loss(logits, targets) * self.loss_weight}
-
-    def forward(self, features: Dict[str, Tensor], targets: Tensor = None):
-        """detectron2's head contract.
-
-        Returns:
-            In training ``(None, losses)``; at inference ``((B, K, H, W) logits upsampled by the
-            output stride, {})``.
-        """
-        outputs = self.layers(features)
-        if self.training:
-            return None, self.losses(outputs, targets)
-        logits = F.interpolate(
-            outputs["sem_seg"],
-            scale_factor=self.common_stride,
-            mode="bilinear",
-            align_corners=False,
-        )
-        return logits, {}

@@ -15,7 +15,7 @@ from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 from torch import nn
 
-from .aspp import build_sem_seg_loss
+from .common import SplitSemSegHead, build_sem_seg_loss
 
 __all__ = ["HRNetV2Head", "concat_branches", "upsampled_loss"]
 
@@ -52,7 +52,7 @@ def upsampled_loss(loss: nn.Module, logits: torch.Tensor, targets: torch.Tensor)
 
 
 @SEM_SEG_HEADS_REGISTRY.register()
-class HRNetV2Head(nn.Module):
+class HRNetV2Head(SplitSemSegHead):
     """HRNetV2 head: branches 2..4 upsampled to branch 1, concatenated, 1x1 conv-BN-ReLU at the
     concatenated width, 1x1 classifier. Output stride 4 (``common_stride``)."""
 
@@ -135,20 +135,3 @@ class HRNetV2Head(nn.Module):
         """
         loss = upsampled_loss(self.loss, outputs["sem_seg"], targets)
         return {"loss_sem_seg": loss * self.loss_weight}
-
-    def forward(self, features: Dict[str, torch.Tensor], targets: torch.Tensor = None):
-        """
-        Returns:
-            In training, ``(None, losses)``; at inference, ``(logits, {})`` with the
-            ``(B, K, H, W)`` logits upsampled by ``common_stride``.
-        """
-        outputs = self.layers(features)
-        if self.training:
-            return None, self.losses(outputs, targets)
-        logits = F.interpolate(
-            outputs["sem_seg"],
-            scale_factor=self.common_stride,
-            mode="bilinear",
-            align_corners=False,
-        )
-        return logits, {}

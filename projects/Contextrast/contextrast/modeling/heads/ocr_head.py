@@ -25,7 +25,7 @@ from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 from torch import nn
 
-from .aspp import build_sem_seg_loss
+from .common import SplitSemSegHead, build_sem_seg_loss
 from .hrnet_head import concat_branches, upsampled_loss
 
 __all__ = ["OCRHead", "ObjectContextBlock", "object_region_representations"]
@@ -114,7 +114,7 @@ class ObjectContextBlock(nn.Module):
 
 
 @SEM_SEG_HEADS_REGISTRY.register()
-class OCRHead(nn.Module):
+class OCRHead(SplitSemSegHead):
     """OCRNet head on the concatenated HRNetV2 branches; output stride 4 (``common_stride``).
 
     ``layers()`` returns the final logits (``"sem_seg"``) and the soft object region logits
@@ -218,20 +218,3 @@ class OCRHead(nn.Module):
             "loss_sem_seg": loss * self.loss_weight,
             "loss_sem_seg_aux": aux * self.aux_loss_weight,
         }
-
-    def forward(self, features: Dict[str, torch.Tensor], targets: torch.Tensor = None):
-        """
-        Returns:
-            In training, ``(None, losses)``; at inference, ``(logits, {})`` with the final
-            ``(B, K, H, W)`` logits upsampled by ``common_stride``.
-        """
-        outputs = self.layers(features)
-        if self.training:
-            return None, self.losses(outputs, targets)
-        logits = F.interpolate(
-            outputs["sem_seg"],
-            scale_factor=self.common_stride,
-            mode="bilinear",
-            align_corners=False,
-        )
-        return logits, {}
