@@ -19,7 +19,7 @@ import warnings
 from detectron2.engine import default_argument_parser, launch
 from detectron2.evaluation import verify_results
 
-from contextrast.config import get_contextrast_cfg, merge_config
+from contextrast.config import check_device, get_contextrast_cfg, merge_config
 from contextrast.engine import ContextrastCheckpointer, ContextrastTrainer, contextrast_setup
 
 # detectron2 scripts a few helpers at import time; torch now warns about that on every import.
@@ -33,6 +33,7 @@ def setup(args):
     cfg = get_contextrast_cfg()
     merge_config(cfg, args.config_file, args.opts)
     cfg.freeze()
+    check_device(cfg)
     contextrast_setup(cfg, args)
     return cfg
 

@@ -3,6 +3,7 @@
 import os
 
 import pytest
+import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from engine_test_utils import DEMO_CONFIG, TINY_OPTS, run, tail, tiny_cfg, train_net_cmd
 
@@ -136,3 +137,14 @@ def test_empty_training_split_fails_naming_it(empty_split):
 def test_no_training_split_fails():
     with pytest.raises(ValueError, match="DATASETS.TRAIN is empty"):
         ContextrastTrainer.build_train_loader(tiny_cfg("DATASETS.TRAIN", "()"))
+
+
+# ---- a device the machine lacks -------------------------------------------------------------
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has a CUDA GPU")
+def test_cuda_device_without_gpu_names_the_key(tmp_path):
+    """detectron2's default MODEL.DEVICE is cuda: on a CPU machine train_net says what to set."""
+    log = str(tmp_path / "log.txt")
+    cmd = train_net_cmd(str(tmp_path / "out"), list(TINY_OPTS) + ["MODEL.DEVICE", "cuda"])
+    assert run(cmd, log, timeout=300).returncode != 0
+    text = tail(log, 5)
+    assert "MODEL.DEVICE is 'cuda'" in text and "MODEL.DEVICE cpu" in text

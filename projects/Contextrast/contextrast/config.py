@@ -173,3 +173,22 @@ def merge_config(cfg, config_file: str = "", opts=()) -> None:
             raise UnknownConfigKeyError(
                 f"Unknown config key {key} in the {source}.{hint}"
             ) from None
+
+
+def check_device(cfg) -> None:
+    """Fail before anything is built when ``MODEL.DEVICE`` names a device this machine lacks.
+
+    detectron2 defaults to ``cuda``; without this check a CPU-only machine fails deep inside
+    model construction with torch's "Found no NVIDIA driver" instead of naming the key.
+
+    Raises:
+        ValueError: naming ``MODEL.DEVICE``, its value and the override that trains on the CPU.
+    """
+    import torch
+
+    device = str(cfg.MODEL.DEVICE)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"MODEL.DEVICE is {device!r} (detectron2's default) but no CUDA GPU is visible here: "
+            "add `MODEL.DEVICE cpu` to the command line (or the config) to run on the CPU"
+        )

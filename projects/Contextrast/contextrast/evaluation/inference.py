@@ -9,7 +9,7 @@ from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, build_detection_test_loader
 from detectron2.modeling import build_model
 
-from ..config import get_contextrast_cfg, merge_config
+from ..config import check_device, get_contextrast_cfg, merge_config
 from ..data.mapper import SemSegDatasetMapper
 from ..engine.checkpoint import ContextrastCheckpointer
 from .tta import SemSegTTA
@@ -35,6 +35,7 @@ def load_eval_config(
     if weights:
         cfg.MODEL.WEIGHTS = weights
     cfg.freeze()
+    check_device(cfg)
     return cfg
 
 
