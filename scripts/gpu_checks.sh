@@ -15,9 +15,13 @@
 #   BASELINE_BANE=/tmp/bane_old.py scripts/gpu_checks.sh        # time an older BANE side by side
 #   DEPLOY_FLAGS=--cuda-graphs scripts/gpu_checks.sh            # extra deploy/benchmark.py flags
 #
-# Environment without the project's venv (e.g. a bare GPU image): put detectron2 & co. on
-# PYTHONPATH first, or in .gpu/site (see docs/gpu_checks.md); .gpu/data is used as the datasets root
-# when it exists and DETECTRON2_DATASETS is unset.
+# Environment: the project's .venv (PY=.venv/bin/python), or a GPU image that has torch, timm,
+# scipy, onnx, onnxruntime, opencv and pytest but not detectron2 & co.: then put those in .gpu/site
+# (ignored by git), e.g. copied from this checkout's .venv site-packages (pure Python: detectron2,
+# fvcore, iopath, yacs, termcolor, omegaconf, hydra, antlr4) plus pycocotools unpacked from the
+# wheel for the GPU host's Python. .gpu/data (a small copy of camvid/) is the datasets root when it
+# exists and DETECTRON2_DATASETS is unset. The H200 numbers in bench/ and deploy/ READMEs were taken
+# exactly that way (48 train / 16 val CamVid images carried).
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-output/gpu_checks}
