@@ -44,18 +44,20 @@ import torch
 if __package__ in (None, ""):  # run as a file: make the `deploy` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deploy.common import (  # noqa: E402
-    INPUT_NAME,
+from deploy.model import (
     InferenceWrapper,
     build_inference_model,
     default_size,
-    export_onnx,
     jitter_weights,
     load_inference_weights,
-    ort_session,
-    random_images,
     setup_cfg,
     setup_logging,
+)
+from deploy.onnx_io import (
+    INPUT_NAME,
+    export_onnx,
+    ort_session,
+    random_images,
 )
 
 logger = logging.getLogger("deploy.benchmark")

@@ -29,7 +29,8 @@ import torch
 if __package__ in (None, ""):  # run as a file: make the `deploy` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deploy.common import INPUT_NAME, parse_size, setup_logging  # noqa: E402
+from deploy.model import setup_logging  # noqa: E402
+from deploy.onnx_io import INPUT_NAME, parse_size  # noqa: E402
 
 logger = logging.getLogger("deploy.build_engine")
 

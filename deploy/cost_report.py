@@ -29,19 +29,21 @@ import torch
 if __package__ in (None, ""):  # run as a file: make the `deploy` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deploy.common import (  # noqa: E402
+from deploy.model import (
     TRAINING_ONLY_PREFIX,
     InferenceWrapper,
     build_inference_model,
     build_training_model,
     count_parameters,
     default_size,
-    export_onnx,
     jitter_weights,
-    onnx_graph_summary,
-    random_images,
     setup_cfg,
     setup_logging,
+)
+from deploy.onnx_io import (
+    export_onnx,
+    onnx_graph_summary,
+    random_images,
 )
 
 logger = logging.getLogger("deploy.cost_report")

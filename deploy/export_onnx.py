@@ -26,25 +26,27 @@ import torch
 if __package__ in (None, ""):  # run as a file: make the `deploy` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deploy.common import (  # noqa: E402
-    EXPORTERS,
-    INPUT_NAME,
-    OPSET,
+from deploy.model import (
     OUTPUT_KINDS,
     CheckpointMismatchError,
     InferenceWrapper,
     build_inference_model,
-    compare_outputs,
     default_size,
-    export_onnx,
     jitter_weights,
-    load_images,
     load_inference_weights,
+    setup_cfg,
+    setup_logging,
+)
+from deploy.onnx_io import (
+    EXPORTERS,
+    INPUT_NAME,
+    OPSET,
+    compare_outputs,
+    export_onnx,
+    load_images,
     onnx_graph_summary,
     ort_session,
     random_images,
-    setup_cfg,
-    setup_logging,
     torch_forward,
 )
 

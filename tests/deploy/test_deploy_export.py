@@ -11,7 +11,7 @@ from deploy_test_utils import BASELINE, DEMO
 from onnx import numpy_helper
 
 from deploy import export_onnx
-from deploy.common import (
+from deploy.model import (
     TRAINING_ONLY_PREFIX,
     CheckpointMismatchError,
     InferenceWrapper,
@@ -19,11 +19,13 @@ from deploy.common import (
     build_training_model,
     count_parameters,
     load_inference_weights,
+    read_checkpoint,
+    setup_cfg,
+)
+from deploy.onnx_io import (
     onnx_graph_summary,
     ort_session,
     random_images,
-    read_checkpoint,
-    setup_cfg,
     torch_forward,
 )
 
@@ -46,7 +48,7 @@ def test_checkpoint_holds_projection_heads(demo_checkpoint):
 
 def test_loading_drops_exactly_the_projection_heads(demo_checkpoint, caplog):
     model = build_inference_model(setup_cfg(DEMO))
-    with caplog.at_level("INFO", logger="deploy.common"):
+    with caplog.at_level("INFO", logger="deploy.model"):
         report = load_inference_weights(model, demo_checkpoint)
     state = read_checkpoint(demo_checkpoint)
     heads = sorted(k for k in state if k.startswith(TRAINING_ONLY_PREFIX))

@@ -11,12 +11,14 @@ import pytest
 from deploy_test_utils import BASELINE, DEMO, ROOT
 
 from deploy import benchmark, build_engine, cost_report
-from deploy.common import (
+from deploy.model import (
     InferenceWrapper,
     build_inference_model,
     load_inference_weights,
-    random_images,
     setup_cfg,
+)
+from deploy.onnx_io import (
+    random_images,
     torch_forward,
 )
 

@@ -1,0 +1,274 @@
+"""ONNX export, graph summary and runs for the deploy scripts (ONNX Runtime parity, inputs).
+
+onnx and onnxruntime are imported inside the functions that need them.
+"""
+
+import importlib.util
+import logging
+import warnings
+from collections import Counter
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from deploy.model import InferenceWrapper
+
+__all__ = [
+    "OPSET",
+    "INPUT_NAME",
+    "EXPORTERS",
+    "export_onnx",
+    "onnx_graph_summary",
+    "ort_session",
+    "torch_forward",
+    "compare_outputs",
+    "random_images",
+    "load_images",
+    "parse_size",
+]
+
+logger = logging.getLogger(__name__)
+
+# ONNX opset of every export (the dynamo exporter's native opset; TensorRT 10 parses it).
+OPSET = 18
+# Graph input: float32 (B, 3, H, W), 0-255, channels in the config's INPUT.FORMAT order.
+INPUT_NAME = "images"
+# torch.onnx exporters: "torchscript" (torch.onnx.export(dynamo=False), needs nothing more) or
+# "dynamo" (torch.export based, needs the onnxscript package).
+EXPORTERS = ("torchscript", "dynamo")
+
+
+def _dynamic_axes(output_kind: str) -> Dict[str, Dict[int, str]]:
+    spatial = {2: "height", 3: "width"} if output_kind == "logits" else {1: "height", 2: "width"}
+    return {
+        INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+        output_kind: {0: "batch", **spatial},
+    }
+
+
+def export_onnx(
+    wrapper: InferenceWrapper,
+    path: str,
+    sample: Tensor,
+    *,
+    dynamic: bool,
+    opset: int = OPSET,
+    exporter: str = "torchscript",
+) -> str:
+    """Export ``wrapper`` to ``path`` and run ``onnx.checker`` on the file.
+
+    Args:
+        wrapper: the module to export (its output kind names the graph output).
+        path: output ``.onnx`` file (weights inside the file).
+        sample: (B, 3, H, W) float32 input used for tracing; its shape is the static shape.
+        dynamic: make batch, height and width symbolic ("batch", "height", "width").
+        opset: ONNX opset version.
+        exporter: "torchscript" or "dynamo" (see :data:`EXPORTERS`).
+
+    Returns:
+        ``path``.
+    """
+    import onnx
+
+    output_name = wrapper.output_kind
+    wrapper.eval()
+    if exporter == "torchscript":
+        with warnings.catch_warnings():
+            # The TorchScript-based exporter is deprecated but still the one that needs no extra
+            # package; tracing Python shape arithmetic is expected (it stays symbolic).
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            torch.onnx.export(
+                wrapper,
+                (sample,),
+                path,
+                dynamo=False,
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=[output_name],
+                dynamic_axes=_dynamic_axes(output_name) if dynamic else None,
+                do_constant_folding=True,
+            )
+    elif exporter == "dynamo":
+        if importlib.util.find_spec("onnxscript") is None:
+            raise ModuleNotFoundError(
+                "the dynamo exporter needs the onnxscript package (pip install onnxscript); "
+                "or use --exporter torchscript"
+            )
+        torch.onnx.export(
+            wrapper,
+            (sample,),
+            path,
+            dynamo=True,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=[output_name],
+            dynamic_axes=_dynamic_axes(output_name) if dynamic else None,
+            external_data=False,
+            verbose=False,
+        )
+    else:
+        raise ValueError(f"exporter = {exporter!r}: expected one of {EXPORTERS}")
+    with torch.no_grad():
+        output_shape = tuple(wrapper(sample).shape)
+    _set_static_output_dims(
+        path, output_shape, _dynamic_axes(output_name)[output_name] if dynamic else {}
+    )
+    onnx.checker.check_model(path, full_check=True)
+    return path
+
+
+def _set_static_output_dims(path: str, shape: Sequence[int], dynamic_axes: Dict[int, str]) -> None:
+    """Write the static output dims (e.g. K) that the tracer left symbolic (the crop to H x W)."""
+    import onnx
+
+    model = onnx.load(path)
+    dims = model.graph.output[0].type.tensor_type.shape.dim
+    changed = False
+    for axis, (dim, size) in enumerate(zip(dims, shape)):
+        if axis in dynamic_axes:
+            if dim.dim_param != dynamic_axes[axis]:
+                dim.dim_param = dynamic_axes[axis]
+                changed = True
+        elif dim.dim_value != size:
+            dim.dim_value = size
+            changed = True
+    if changed:
+        onnx.save(model, path)
+
+
+def onnx_graph_summary(path: str) -> Dict[str, object]:
+    """Structure of an ONNX file: I/O, node count, op histogram and initializers.
+
+    Returns:
+        dict with ``inputs`` / ``outputs`` (name -> [dtype, shape with symbolic dims as str]),
+        ``nodes`` (count, functions included), ``op_histogram`` ({op_type: count}),
+        ``initializers`` ({name: [dtype, shape]}), ``initializer_count``, ``initializer_elements``
+        and ``initializer_bytes``.
+    """
+    import onnx
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    model = onnx.load(path)
+    nodes = list(model.graph.node) + [n for f in model.functions for n in f.node]
+
+    def value_info(values) -> Dict[str, list]:
+        out = {}
+        for v in values:
+            t = v.type.tensor_type
+            shape = [d.dim_param or d.dim_value for d in t.shape.dim]
+            out[v.name] = [np.dtype(tensor_dtype_to_np_dtype(t.elem_type)).name, shape]
+        return out
+
+    initializers, elements, nbytes = {}, 0, 0
+    for init in model.graph.initializer:
+        dtype = np.dtype(tensor_dtype_to_np_dtype(init.data_type))
+        count = int(np.prod(init.dims, dtype=np.int64))
+        initializers[init.name] = [dtype.name, list(init.dims)]
+        elements += count
+        nbytes += count * dtype.itemsize
+    return {
+        "inputs": value_info(model.graph.input),
+        "outputs": value_info(model.graph.output),
+        "nodes": len(nodes),
+        "op_histogram": dict(sorted(Counter(n.op_type for n in nodes).items())),
+        "initializers": initializers,
+        "initializer_count": len(initializers),
+        "initializer_elements": elements,
+        "initializer_bytes": nbytes,
+    }
+
+
+def ort_session(path: str, providers: Iterable[str] = ("CPUExecutionProvider",), threads: int = 0):
+    """An onnxruntime session on ``providers`` (``threads`` > 0 sets the intra-op threads)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads > 0:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(path, sess_options=options, providers=list(providers))
+
+
+@torch.no_grad()
+def torch_forward(wrapper: nn.Module, images: np.ndarray, device: str = "cpu") -> np.ndarray:
+    """PyTorch reference output of ``wrapper`` for a (B, 3, H, W) float32 array.
+
+    On CUDA the reference is strict float32: TF32 matrix/convolution units are switched off
+    for the call (they round operands to 10 mantissa bits, ~1e-3 relative, far above the 1e-4
+    parity tolerance), and ``wrapper`` is moved back to where it was.
+    """
+    x = torch.from_numpy(images)
+    if device == "cpu":
+        return wrapper(x).numpy()
+    before = next(wrapper.parameters()).device
+    flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        return wrapper.to(device)(x.to(device)).cpu().numpy()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+        wrapper.to(before)
+
+
+def compare_outputs(reference: np.ndarray, output: np.ndarray) -> Dict[str, float]:
+    """Parity of one runtime against the PyTorch reference.
+
+    Args:
+        reference, output: both (B, K, H, W) logits or both (B, H, W) labels.
+
+    Returns:
+        For logits: ``max_abs_diff``, ``max_abs_logit`` (of the reference) and
+        ``argmax_agreement`` (fraction of pixels with the same argmax); for labels:
+        ``label_agreement``.
+    """
+    if reference.shape != output.shape:
+        raise ValueError(f"shape mismatch: reference {reference.shape} vs {output.shape}")
+    if reference.ndim == 3:
+        return {"label_agreement": float(np.mean(reference == output))}
+    diff = np.abs(reference.astype(np.float64) - output.astype(np.float64))
+    return {
+        "max_abs_diff": float(diff.max()),
+        "max_abs_logit": float(np.abs(reference).max()),
+        "argmax_agreement": float(np.mean(reference.argmax(1) == output.argmax(1))),
+    }
+
+
+def random_images(batch: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """(batch, 3, height, width) float32 uniform in [0, 255]."""
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0.0, 255.0, size=(batch, 3, height, width)).astype(np.float32)
+
+
+def load_images(
+    paths: Sequence[str], input_format: str, size: Optional[Tuple[int, int]] = None
+) -> List[np.ndarray]:
+    """Image files as (1, 3, H, W) float32 0-255 arrays in ``input_format`` channel order.
+
+    Args:
+        paths: image files.
+        input_format: the config's ``INPUT.FORMAT`` ("RGB" or "BGR").
+        size: (height, width) to resize to (bilinear), or None to keep each image's size.
+    """
+    import cv2
+    from detectron2.data.detection_utils import read_image
+
+    arrays = []
+    for path in paths:
+        image = read_image(path, format=input_format)
+        if size is not None and image.shape[:2] != tuple(size):
+            image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+        arrays.append(np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32))
+    return arrays
+
+
+def parse_size(text: str) -> Tuple[int, ...]:
+    """``"512x1024"`` -> (512, 1024); ``"1x3x512x1024"`` -> (1, 3, 512, 1024)."""
+    try:
+        dims = tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"bad size {text!r}: expected integers joined by 'x'") from None
+    if not dims or min(dims) <= 0:
+        raise ValueError(f"bad size {text!r}: every dimension must be positive")
+    return dims
