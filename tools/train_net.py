@@ -16,6 +16,7 @@ See docs/running_long_jobs.md for resuming, NaN handling and reproducibility.
 import logging
 import warnings
 
+import torch.distributed as dist
 from detectron2.engine import default_argument_parser, launch
 from detectron2.evaluation import verify_results
 
@@ -54,10 +55,24 @@ def main(args):
     return trainer.train()
 
 
+def main_and_shutdown(args):
+    """`main`, then tear the process group down while the interpreter is still alive.
+
+    detectron2's `launch` never destroys the group it creates; gloo's worker threads left to the
+    interpreter's finalisation can abort a process that already finished ("terminate called without
+    an active exception", SIGABRT), which fails a run whose results were written.
+    """
+    try:
+        return main(args)
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def invoke_main() -> None:
     args = default_argument_parser().parse_args()
     launch(
-        main,
+        main_and_shutdown,
         args.num_gpus,
         num_machines=args.num_machines,
         machine_rank=args.machine_rank,
