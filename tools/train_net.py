@@ -16,12 +16,16 @@ See docs/running_long_jobs.md for resuming, NaN handling and reproducibility.
 import logging
 import warnings
 
-import torch.distributed as dist
 from detectron2.engine import default_argument_parser, launch
 from detectron2.evaluation import verify_results
 
 from contextrast.config import check_device, get_contextrast_cfg, merge_config
-from contextrast.engine import ContextrastCheckpointer, ContextrastTrainer, contextrast_setup
+from contextrast.engine import (
+    ContextrastCheckpointer,
+    ContextrastTrainer,
+    contextrast_setup,
+    shutdown_distributed,
+)
 
 # detectron2 scripts a few helpers at import time; torch now warns about that on every import.
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
@@ -56,17 +60,12 @@ def main(args):
 
 
 def main_and_shutdown(args):
-    """`main`, then tear the process group down while the interpreter is still alive.
-
-    detectron2's `launch` never destroys the group it creates; gloo's worker threads left to the
-    interpreter's finalisation can abort a process that already finished ("terminate called without
-    an active exception", SIGABRT), which fails a run whose results were written.
-    """
+    """`main`, then release the process groups while the interpreter is still alive (detectron2's
+    `launch` leaves them to interpreter exit, where gloo's threads can abort a finished process)."""
     try:
         return main(args)
     finally:
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+        shutdown_distributed()
 
 
 def invoke_main() -> None:

@@ -50,6 +50,7 @@ def subprocess_env() -> Dict[str, str]:
     # what makes CPU runs bit-identical.
     env["OMP_NUM_THREADS"] = "1"
     env["PYTHONWARNINGS"] = "ignore"
+    env["PYTHONFAULTHANDLER"] = "1"  # a native abort prints every thread's Python stack to the log
     return env
 
 

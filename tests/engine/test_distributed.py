@@ -160,3 +160,52 @@ def test_train_net_two_processes_on_cpu(tmp_path):
     assert "sem_seg/mIoU" in metrics[iters]  # the final evaluation is logged at MAX_ITER
     assert load_checkpoint(os.path.join(out, "model_final.pth"))["iteration"] == iters - 1
     assert f"world_size: {WORLD}" in open(os.path.join(out, "env.txt")).read()
+
+
+def _threads() -> int:
+    """OS threads of this process (Python's and native ones, such as gloo's workers)."""
+    return len(os.listdir("/proc/self/task"))
+
+
+def _shutdown_worker(out: str) -> None:
+    """Under detectron2's `launch`: use the groups the way training does, then shut down."""
+    import threading
+
+    from detectron2.utils import comm
+    from torch.nn.parallel import DistributedDataParallel
+
+    from contextrast.engine import shutdown_distributed
+
+    model = DistributedDataParallel(torch.nn.Linear(4, 2))
+    model(torch.ones(3, 4)).sum().backward()
+    comm.all_gather(comm.get_rank())  # caches detectron2's global gloo group
+    comm.synchronize()
+    rank = comm.get_rank()
+    del model
+    with_groups = _threads()
+    dist.destroy_process_group()  # what torch offers; detectron2 still holds its groups
+    after_destroy = _threads()
+    shutdown_distributed()
+    counts = (with_groups, after_destroy, _threads(), threading.active_count())
+    torch.save(counts, os.path.join(out, f"threads{rank}.pt"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
+def test_shutdown_releases_every_gloo_thread(tmp_path):
+    """After `shutdown_distributed` no native thread is left for interpreter exit to tear down.
+
+    A process that exits with gloo threads alive can abort after its work is done (SIGABRT,
+    "terminate called without an active exception"): that failed `train_net --num-gpus 2` in CI.
+    """
+    from detectron2.engine import launch
+
+    launch(
+        _shutdown_worker, WORLD, dist_url=f"tcp://127.0.0.1:{_free_port()}", args=(str(tmp_path),)
+    )
+    for r in range(WORLD):
+        with_groups, after_destroy, after_shutdown, python_threads = torch.load(
+            tmp_path / f"threads{r}.pt"
+        )
+        assert with_groups > python_threads  # gloo's threads exist while the groups do
+        assert after_destroy > python_threads  # destroy_process_group alone leaves some running
+        assert after_shutdown == python_threads, (with_groups, after_destroy, after_shutdown)

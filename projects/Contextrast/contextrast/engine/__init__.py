@@ -1,6 +1,7 @@
 """Training engine: the trainer and what makes long jobs safe (checkpoints, resume, NaN guard)."""
 
 from .checkpoint import CheckpointMismatchError, ContextrastCheckpointer
+from .distributed import shutdown_distributed
 from .nonfinite import NonFiniteLossError
 from .reproducibility import contextrast_setup
 from .trainer import ContextrastTrainer
@@ -11,4 +12,5 @@ __all__ = [
     "ContextrastTrainer",
     "NonFiniteLossError",
     "contextrast_setup",
+    "shutdown_distributed",
 ]
