@@ -27,8 +27,9 @@ _D2_CACHED_GROUP_FACTORIES = ("create_local_process_group", "_get_global_gloo_gr
 def shutdown_distributed() -> None:
     """Destroy all process groups and release every reference detectron2 keeps to them.
 
-    Safe in single-process runs and after a plain ``dist.destroy_process_group()``. Call it once per
-    process after the last collective, e.g. in a ``finally`` around the function given to ``launch``.
+    Safe in single-process runs and after a plain ``dist.destroy_process_group()``. Call it once
+    per process after the last collective, e.g. in a ``finally`` around the function that
+    ``launch`` runs.
     """
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
