@@ -74,6 +74,13 @@ def export_onnx(
 
     output_name = wrapper.output_kind
     wrapper.eval()
+    # What both exporters are given alike: the graph's names, shapes and opset.
+    common = dict(
+        opset_version=opset,
+        input_names=[INPUT_NAME],
+        output_names=[output_name],
+        dynamic_axes=_dynamic_axes(output_name) if dynamic else None,
+    )
     if exporter == "torchscript":
         with warnings.catch_warnings():
             # The TorchScript-based exporter is deprecated but still the one that needs no extra
@@ -81,15 +88,7 @@ def export_onnx(
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             torch.onnx.export(
-                wrapper,
-                (sample,),
-                path,
-                dynamo=False,
-                opset_version=opset,
-                input_names=[INPUT_NAME],
-                output_names=[output_name],
-                dynamic_axes=_dynamic_axes(output_name) if dynamic else None,
-                do_constant_folding=True,
+                wrapper, (sample,), path, dynamo=False, do_constant_folding=True, **common
             )
     elif exporter == "dynamo":
         if importlib.util.find_spec("onnxscript") is None:
@@ -98,16 +97,7 @@ def export_onnx(
                 "or use --exporter torchscript"
             )
         torch.onnx.export(
-            wrapper,
-            (sample,),
-            path,
-            dynamo=True,
-            opset_version=opset,
-            input_names=[INPUT_NAME],
-            output_names=[output_name],
-            dynamic_axes=_dynamic_axes(output_name) if dynamic else None,
-            external_data=False,
-            verbose=False,
+            wrapper, (sample,), path, dynamo=True, external_data=False, verbose=False, **common
         )
     else:
         raise ValueError(f"exporter = {exporter!r}: expected one of {EXPORTERS}")
