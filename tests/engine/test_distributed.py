@@ -166,8 +166,14 @@ def _distributed_threads() -> int:
     """Native threads of torch.distributed in this process: gloo's I/O loops and work runners and
     the TCP store's loop (torch names them ``gloo_tcp_loop``, ``pt_gloo_runloop``,
     ``pt_tcpstore_uv``)."""
-    names = [open(f"/proc/self/task/{t}/comm").read() for t in os.listdir("/proc/self/task")]
-    return sum(n.startswith(("gloo", "pt_gloo", "pt_tcpstore")) for n in names)
+    count = 0
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                count += f.read().startswith(("gloo", "pt_gloo", "pt_tcpstore"))
+        except FileNotFoundError:  # the thread ended between listing and reading
+            pass
+    return count
 
 
 def _shutdown_worker(out: str) -> None:
