@@ -8,6 +8,7 @@ import onnx
 import pytest
 import torch
 from deploy_test_utils import BASELINE, DEMO
+from helpers import FP32_ATOL, FP32_RTOL, assert_close_to_reference
 from onnx import numpy_helper
 
 from deploy import export_onnx
@@ -118,9 +119,10 @@ def test_onnxruntime_matches_pytorch(demo_checkpoint, contextrast_onnx, shape):
     reference = torch_forward(wrapper, images)
     output = ort_session(contextrast_onnx).run(None, {"images": images})[0]
     assert output.shape == (shape[0], reference.shape[1], shape[2], shape[3])
-    # Logits of order 1 (trained weights), so the absolute tolerance is meaningful.
-    assert np.abs(reference).max() > 0.1
-    assert np.abs(output - reference).max() <= 1e-4
+    assert np.abs(reference).max() > 0.1  # informative logits, not the ~1e-2 of a fresh network
+    # The logits reach ~80 (expected for this checkpoint: see TRAIN_OPTS) and float32 rounding
+    # differs between CPUs (kernel choice), so the bound is relative to the largest logit.
+    assert_close_to_reference(output, reference, rtol=FP32_RTOL, atol=FP32_ATOL, what="logits")
     assert np.mean(output.argmax(1) == reference.argmax(1)) >= 0.999
 
 
@@ -217,4 +219,4 @@ def test_dynamo_exporter(demo_checkpoint, tmp_path, contextrast_onnx):
     images = random_images(2, 97, 161, seed=5)
     reference = torch_forward(InferenceWrapper(inference_model(DEMO, demo_checkpoint)), images)
     output = ort_session(path).run(None, {"images": images})[0]
-    assert np.abs(output - reference).max() <= 1e-4
+    assert_close_to_reference(output, reference, rtol=FP32_RTOL, atol=FP32_ATOL, what="logits")

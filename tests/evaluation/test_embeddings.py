@@ -4,6 +4,7 @@ import pytest
 import torch
 from detectron2.layers import ShapeSpec
 from eval_helpers import tiny_cfg, tiny_model
+from helpers import FP32_RTOL, assert_close_to_reference
 
 from contextrast.evaluation import ClassifierInputCapture, SegmentorWithEmbeddings, find_classifier
 from contextrast.modeling.heads import HRNetV2Head, OCRHead
@@ -26,8 +27,9 @@ def test_aspp_embeddings_are_the_aspp_output_cropped_per_image():
     for i, x in enumerate(images):
         padded[i, :, : x.shape[1], : x.shape[2]] = model._normalize(x.float())
     aspp = model.sem_seg_head.aspp(model.backbone(padded)["res5"])
-    torch.testing.assert_close(outputs[0]["embeddings"], aspp[0], rtol=0, atol=1e-5)
-    torch.testing.assert_close(outputs[1]["embeddings"], aspp[1, :, :3, :4], rtol=0, atol=1e-5)
+    # Embeddings reach ~80 in this random network: relative, not absolute, tolerance.
+    assert_close_to_reference(outputs[0]["embeddings"], aspp[0], rtol=FP32_RTOL)
+    assert_close_to_reference(outputs[1]["embeddings"], aspp[1, :, :3, :4], rtol=FP32_RTOL)
     for out, ref in zip(outputs, plain):  # predictions unchanged
         torch.testing.assert_close(out["sem_seg"], ref["sem_seg"])
 

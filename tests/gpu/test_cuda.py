@@ -10,6 +10,7 @@ import pytest
 import torch
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
+from helpers import assert_close_to_reference
 from scipy import ndimage
 
 from contextrast.config import get_contextrast_cfg
@@ -22,6 +23,9 @@ from contextrast.modeling.contrast.edt import (
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+# CUDA vs CPU kernels in strict float32: the export parity check on an H200 measured 3e-6 of the
+# largest logit for HRNetV2-W48 (deploy/README.md); this network is much shallower.
+CUDA_FP32_RTOL = 1e-4
 
 
 def _cfg(*opts):
@@ -107,9 +111,16 @@ def test_cuda_inference_matches_cpu():
     torch.manual_seed(0)
     model = build_model(_cfg()).eval()
     images = torch.rand(2, 3, 64, 96) * 255
-    with torch.no_grad():
-        on_gpu = model.forward_logits(images.cuda()).cpu()
-        model.to("cpu")
-        on_cpu = model.forward_logits(images)
+    # Strict float32 on the GPU (TF32 rounds operands to 10 mantissa bits, ~1e-3 each), as the
+    # deploy parity check does; the bound is relative to the largest logit (~1e-2 here).
+    flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        with torch.no_grad():
+            on_gpu = model.forward_logits(images.cuda()).cpu()
+            model.to("cpu")
+            on_cpu = model.forward_logits(images)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
     assert on_gpu.shape == on_cpu.shape
-    torch.testing.assert_close(on_gpu, on_cpu, atol=2e-3, rtol=1e-3)  # TF32 convolutions on GPU
+    assert_close_to_reference(on_gpu, on_cpu, rtol=CUDA_FP32_RTOL, what="logits")

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
+from helpers import FP32_RTOL, assert_close_to_reference
 
 from contextrast.config import get_contextrast_cfg
 from contextrast.modeling import ContextrastCriterion
@@ -94,7 +95,8 @@ def test_forward_logits_equals_eval_forward(model):
     with torch.no_grad():
         a = model([{"image": image}])[0]["sem_seg"]
         b = model.forward_logits(image[None])[0]
-    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    # Logits of a fresh network are ~1e-2: an absolute 1e-4 would allow 1% differences.
+    assert_close_to_reference(a, b, rtol=FP32_RTOL)
 
 
 def test_baseline_has_no_training_only_modules():
