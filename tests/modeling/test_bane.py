@@ -47,12 +47,62 @@ def _random_case(seed, b=3, h=21, w=26, n=5):
 def test_selection_is_exactly_the_k_nearest(reading, ratio):
     pred, gt, n = _random_case(seed=int(ratio * 100) + (reading == "fn"))
     sel = select_boundary_negatives(
-        pred, gt, num_classes=n, ignore_value=IGNORE, top_k_ratio=ratio, reading=reading
-    )
+        pred, gt, num_classes=n, ignore_value=IGNORE, top_k_ratio=ratio, reading=reading,
+        tie_break="raster",
+    )  # fmt: skip
     expected = _reference_selection(pred, gt, n, ratio, reading)
     np.testing.assert_array_equal(sel.negatives.numpy(), expected)
     assert torch.equal(sel.anchor, pred)  # a pixel confused with class m is a negative of m
     assert int(sel.num_errors) == int(((gt != IGNORE) & (pred != gt)).sum())
+
+
+def _regions(pred, gt, n, reading):
+    wrong = (gt != IGNORE) & (pred != gt)
+    owner = pred if reading == "fp" else gt
+    return [(i, wrong[i] & (owner[i] == c)) for i in range(gt.shape[0]) for c in range(n)]
+
+
+@pytest.mark.parametrize("reading", ["fp", "fn"])
+def test_random_tie_break_keeps_a_k_nearest_set(reading):
+    """Random ties: the same count per region, and no kept pixel farther than a dropped one."""
+    pred, gt, n = _random_case(seed=11 + (reading == "fn"))
+    torch.manual_seed(0)
+    sel = select_boundary_negatives(
+        pred, gt, num_classes=n, ignore_value=IGNORE, top_k_ratio=0.5, reading=reading
+    )
+    for i, region in _regions(pred, gt, n, reading):
+        if not region.any():
+            continue
+        d = torch.from_numpy(ndimage.distance_transform_edt(region.numpy()))
+        kept, dropped = sel.negatives[i] & region, region & ~sel.negatives[i]
+        assert int(kept.sum()) == math.ceil(int(region.sum()) * 0.5 - 1e-9)
+        if dropped.any():
+            assert d[kept].max() <= d[dropped].min()
+
+
+def test_random_tie_break_reaches_every_part_of_a_thin_band():
+    """A 2-pixel-wide band has distance 1 everywhere: raster order keeps only its first row and
+    the left half of the second, random order keeps pixels of both rows on both halves."""
+    gt = torch.zeros(1, 8, 40, dtype=torch.long)
+    pred = gt.clone()
+    pred[0, 3:5, :] = 1
+    kw = dict(num_classes=2, ignore_value=IGNORE, top_k_ratio=0.5)
+    raster = select_boundary_negatives(pred, gt, tie_break="raster", **kw).negatives[0]
+    assert raster[3].all() and not raster[4].any()
+    torch.manual_seed(0)
+    picks = torch.stack([select_boundary_negatives(pred, gt, **kw).negatives[0] for _ in range(20)])
+    assert int(picks[0].sum()) == 40
+    assert picks[:, 4].any() and picks[:, 3].float().mean() < 0.75  # both rows drawn
+    assert picks[:, 3:5, 20:].any(0).all()  # every pixel of the right half is kept sometimes
+    assert not torch.equal(picks[0], picks[1])
+
+
+def test_invalid_tie_break_is_rejected():
+    gt = torch.zeros(1, 4, 4, dtype=torch.long)
+    with pytest.raises(ValueError, match="'first'"):
+        select_boundary_negatives(
+            gt, gt, num_classes=2, ignore_value=IGNORE, top_k_ratio=0.5, tie_break="first"
+        )
 
 
 def test_error_map_readings_select_same_pairs_with_full_ratio():

@@ -12,15 +12,16 @@ from contextrast.modeling.contrast.sampling import sample_negatives, sample_posi
 IGNORE = 255
 
 
-def _naive_loss(emb, anchors, pos_index, pos_valid, neg_index, neg_valid, tau):
+def _naive_loss(emb, anchors, pos_index, pos_valid, neg_index, neg_valid, tau, average):
     """The spec's formula written with Python loops over anchors and pixels."""
     per_anchor = []
     for n in range(anchors.shape[0]):
         pos = [int(i) for i, ok in zip(pos_index[n], pos_valid[n]) if ok]
         neg = [int(i) for i, ok in zip(neg_index[n], neg_valid[n]) if ok]
-        if not pos or not neg:
+        if not pos or (not neg and average == "valid"):
             continue
-        neg_sum = sum(torch.exp(anchors[n] @ emb[j] / tau) for j in neg)
+        # An empty sum of negatives: -log(e / e) = 0 for every positive.
+        neg_sum = sum((torch.exp(anchors[n] @ emb[j] / tau) for j in neg), emb.new_zeros(()))
         terms = []
         for i in pos:
             e = torch.exp(anchors[n] @ emb[i] / tau)
@@ -44,27 +45,32 @@ def _case(seed, p=40, d=8, n=4, kp=6, kn=9):
     return emb, anchors, pos_index, pos_valid, neg_index, neg_valid
 
 
+@pytest.mark.parametrize("average, anchors_used", [("present", 3), ("valid", 2)])
 @pytest.mark.parametrize("tau", [0.1, 0.5])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_matches_naive_loop_values_and_gradients(seed, tau):
+def test_matches_naive_loop_values_and_gradients(seed, tau, average, anchors_used):
     emb, anchors, pi, pv, ni, nv = _case(seed)
     emb1, anc1 = emb.clone().requires_grad_(), anchors.clone().requires_grad_()
     emb2, anc2 = emb.clone().requires_grad_(), anchors.clone().requires_grad_()
-    loss, used = pixel_anchor_loss(emb1, anc1, pi, pv, ni, nv, tau)
-    ref = _naive_loss(emb2, anc2, pi, pv, ni, nv, tau)
+    loss, used = pixel_anchor_loss(emb1, anc1, pi, pv, ni, nv, tau, average)
+    ref = _naive_loss(emb2, anc2, pi, pv, ni, nv, tau, average)
     torch.testing.assert_close(loss, ref)
-    assert int(used) == 2
+    # "present" averages over the 3 anchors with positives (one has no negatives), the spec's
+    # 1/|N_i|; "valid" over the 2 with both.
+    assert int(used) == anchors_used
     loss.backward()
     ref.backward()
     torch.testing.assert_close(emb1.grad, emb2.grad)
     torch.testing.assert_close(anc1.grad, anc2.grad)
 
 
-def test_no_usable_anchor_gives_connected_zero():
+@pytest.mark.parametrize("average, anchors_used", [("present", 3), ("valid", 0)])
+def test_no_negatives_gives_connected_zero(average, anchors_used):
     emb, anchors, pi, pv, ni, nv = _case(3)
     emb = emb.float().requires_grad_()
-    loss, used = pixel_anchor_loss(emb, anchors.float(), pi, pv, ni, torch.zeros_like(nv), 0.1)
-    assert loss.item() == 0.0 and int(used) == 0
+    no_neg = torch.zeros_like(nv)
+    loss, used = pixel_anchor_loss(emb, anchors.float(), pi, pv, ni, no_neg, 0.1, average)
+    assert loss.item() == 0.0 and int(used) == anchors_used
     loss.backward()  # still part of the graph
     assert torch.all(torch.isfinite(emb.grad)) and torch.all(emb.grad == 0)
 

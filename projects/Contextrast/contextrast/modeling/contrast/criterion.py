@@ -4,7 +4,6 @@ A stateless object (no parameters, no buffers), so nothing of it can reach a che
 exported graph. The meta-architecture calls it only in training.
 """
 
-import logging
 from typing import Dict, List, Sequence, Tuple
 
 import torch
@@ -13,13 +12,11 @@ from detectron2.config import configurable
 from torch import Tensor
 
 from .anchors import class_anchors, mix_anchors
-from .bane import ERROR_MAP_READINGS, BaneSelection, select_boundary_negatives
-from .loss import pixel_anchor_loss
+from .bane import ERROR_MAP_READINGS, TIE_BREAKS, BaneSelection, select_boundary_negatives
+from .loss import LOSS_AVERAGES, pixel_anchor_loss
 from .sampling import sample_negatives, sample_positives
 
 __all__ = ["ContextrastCriterion"]
-
-logger = logging.getLogger(__name__)
 
 
 def _resize_labels(labels: Tensor, size: Tuple[int, int]) -> Tensor:
@@ -49,12 +46,15 @@ class ContextrastCriterion:
         warmup_iters: int,
         anchor_weight_low: float,
         anchor_weight_high: float,
+        normalize_before_mix: bool = False,
+        loss_average: str = "present",
         max_positives: int,
         min_negatives: int,
         max_negatives: int,
         bane_enabled: bool,
         bane_top_k_ratio: float,
         bane_error_map: str,
+        bane_tie_break: str = "random",
     ):
         """All arguments mirror ``MODEL.CONTEXTRAST.*``; see ``contextrast/config.py``."""
         self.in_features = list(in_features)
@@ -66,12 +66,15 @@ class ContextrastCriterion:
         self.warmup_iters = warmup_iters
         self.anchor_weight_low = anchor_weight_low
         self.anchor_weight_high = anchor_weight_high
+        self.normalize_before_mix = normalize_before_mix
+        self.loss_average = loss_average
         self.max_positives = max_positives
         self.min_negatives = min_negatives
         self.max_negatives = max_negatives
         self.bane_enabled = bane_enabled
         self.bane_top_k_ratio = bane_top_k_ratio
         self.bane_error_map = bane_error_map
+        self.bane_tie_break = bane_tie_break
         self._validate()
 
     def _validate(self) -> None:
@@ -109,6 +112,10 @@ class ContextrastCriterion:
             bad("BANE.TOP_K_RATIO", self.bane_top_k_ratio, "a value in (0, 1]")
         if self.bane_error_map not in ERROR_MAP_READINGS:
             bad("BANE.ERROR_MAP", self.bane_error_map, f"one of {ERROR_MAP_READINGS}")
+        if self.bane_tie_break not in TIE_BREAKS:
+            bad("BANE.TIE_BREAK", self.bane_tie_break, f"one of {TIE_BREAKS}")
+        if self.loss_average not in LOSS_AVERAGES:
+            bad("LOSS_AVERAGE", self.loss_average, f"one of {LOSS_AVERAGES}")
 
     @classmethod
     def from_config(cls, cfg):
@@ -123,12 +130,15 @@ class ContextrastCriterion:
             "warmup_iters": c.WARMUP_ITERS,
             "anchor_weight_low": c.ANCHOR_WEIGHT_LOW,
             "anchor_weight_high": c.ANCHOR_WEIGHT_HIGH,
+            "normalize_before_mix": c.NORMALIZE_BEFORE_MIX,
+            "loss_average": c.LOSS_AVERAGE,
             "max_positives": c.MAX_POSITIVES,
             "min_negatives": c.MIN_NEGATIVES,
             "max_negatives": c.MAX_NEGATIVES,
             "bane_enabled": c.BANE.ENABLED,
             "bane_top_k_ratio": c.BANE.TOP_K_RATIO,
             "bane_error_map": c.BANE.ERROR_MAP,
+            "bane_tie_break": c.BANE.TIE_BREAK,
         }
 
     def effective_weight(self, iteration: int) -> float:
@@ -178,7 +188,13 @@ class ContextrastCriterion:
             a, p = class_anchors(flat[-1], gt_l.flatten(), self.num_classes)
             anchors.append(a)
             present.append(p)
-        anchors = mix_anchors(anchors, present, self.anchor_weight_low, self.anchor_weight_high)
+        anchors = mix_anchors(
+            anchors,
+            present,
+            self.anchor_weight_low,
+            self.anchor_weight_high,
+            normalize_first=self.normalize_before_mix,
+        )
 
         total = flat[-1].new_zeros(())
         stats = {}
@@ -194,6 +210,7 @@ class ContextrastCriterion:
                     selections[size] = select_boundary_negatives(
                         pred_l, gt_l, num_classes=self.num_classes, ignore_value=self.ignore_value,
                         top_k_ratio=self.bane_top_k_ratio, reading=self.bane_error_map,
+                        tie_break=self.bane_tie_break,
                     )  # fmt: skip
                 sel = selections[size]
                 bane_neg, bane_anchor = sel.negatives.flatten(), sel.anchor.flatten()
@@ -203,7 +220,7 @@ class ContextrastCriterion:
                 max_count=self.max_negatives, bane_negatives=bane_neg, bane_anchor=bane_anchor,
             )  # fmt: skip
             loss, used = pixel_anchor_loss(
-                emb, anchor, pos_idx, pos_ok, neg_idx, neg_ok, self.temperature
+                emb, anchor, pos_idx, pos_ok, neg_idx, neg_ok, self.temperature, self.loss_average
             )
             total = total + w * loss
             stats[f"contrast/loss_{name}"] = loss.detach()

@@ -4,7 +4,10 @@ For anchor ``a^n`` with positives ``V+`` and negatives ``V-``::
 
     L^n = -(1/|V+|) sum_{v+} log( exp(a.v+/tau) / (exp(a.v+/tau) + sum_{v-} exp(a.v-/tau)) )
 
-and the layer loss is the mean of ``L^n`` over the anchors that have both positives and negatives.
+and the layer loss is the mean of ``L^n`` over the anchors ``N_i``: by default (``average="present"``,
+the spec's and the paper's ``1/|N_i|``) every anchor with positives, where an anchor without
+negatives contributes ``L^n = 0`` (``-log 1``); ``average="valid"`` averages over anchors that have
+both positives and negatives.
 Everything is computed in float32 (autocast is disabled by the caller). Under distributed training
 the negative sums, the per-anchor sums of positive terms and their counts are reduced over all
 processes, so every process computes the loss of the global batch.
@@ -17,7 +20,9 @@ from torch import Tensor
 
 from .anchors import _distributed, all_reduce_sum
 
-__all__ = ["pixel_anchor_loss", "all_logsumexp"]
+__all__ = ["LOSS_AVERAGES", "pixel_anchor_loss", "all_logsumexp"]
+
+LOSS_AVERAGES = ("present", "valid")
 
 # Finite stand-in for log(0): exp() of it is exactly 0 in float32, and unlike -inf its gradient
 # through logsumexp stays finite.
@@ -48,6 +53,7 @@ def pixel_anchor_loss(
     neg_index: Tensor,
     neg_valid: Tensor,
     temperature: float,
+    average: str = "present",
 ) -> Tuple[Tensor, Tensor]:
     """Pixel-anchor InfoNCE loss of one layer.
 
@@ -59,10 +65,12 @@ def pixel_anchor_loss(
         neg_index: (N, Kn) long indices of each anchor's negatives.
         neg_valid: (N, Kn) bool.
         temperature: tau > 0.
+        average: ``"present"`` (mean over anchors with positives) or ``"valid"`` (mean over
+            anchors with positives and negatives).
 
     Returns:
-        loss: () float32; a graph-connected zero when no anchor has positives and negatives.
-        num_anchors: () number of anchors that took part (global over processes).
+        loss: () float32; a graph-connected zero when no anchor takes part.
+        num_anchors: () number of anchors averaged over (global over processes).
     """
     # One (N, P) similarity matrix and two gathers: a GEMM instead of gathering (N, K, D)
     # embedding copies for positives and negatives (and scattering their gradients back).
@@ -75,8 +83,9 @@ def pixel_anchor_loss(
     terms = torch.logaddexp(s_pos, log_neg[:, None]) - s_pos
     pos_sum = all_reduce_sum((terms * pos_valid).sum(1))
     pos_count = all_reduce_sum(pos_valid.sum(1).to(terms.dtype))
-    neg_count = all_reduce_sum(neg_valid.sum(1).to(terms.dtype))
-    used = (pos_count > 0) & (neg_count > 0)
+    used = pos_count > 0
+    if average == "valid":
+        used = used & (all_reduce_sum(neg_valid.sum(1).to(terms.dtype)) > 0)
     per_anchor = pos_sum / pos_count.clamp(min=1.0)
     num_anchors = used.sum()
     loss = (per_anchor * used).sum() / num_anchors.clamp(min=1).to(terms.dtype)

@@ -2,6 +2,7 @@
 
 from typing import Dict
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from detectron2.config import configurable
@@ -59,8 +60,12 @@ class ConvMLPProjectionHead(nn.Module):
             x: (B, C, H, W) features.
 
         Returns:
-            (B, D, H, W) unit-norm embeddings.
+            (B, D, H, W) unit-norm embeddings, in channels-last memory format.
         """
+        # Channels-last: the criterion views the embeddings as a (B*H*W, D) matrix; with this
+        # layout that is a view, not a copy of the largest training-only tensor (and of its
+        # gradient), and the normalisation reads contiguous D-vectors.
+        x = x.contiguous(memory_format=torch.channels_last)
         return F.normalize(self.proj(x), p=2, dim=1)
 
 

@@ -2,6 +2,7 @@
 
 from .aspp import ASPPHead
 from .common import SemSegCrossEntropy, SplitSemSegHead, build_sem_seg_loss
+from .deeplabv3plus import SplitDeepLabV3PlusHead
 from .hrnet_head import HRNetV2Head
 from .ocr_head import OCRHead
 
@@ -10,6 +11,7 @@ __all__ = [
     "HRNetV2Head",
     "OCRHead",
     "SemSegCrossEntropy",
+    "SplitDeepLabV3PlusHead",
     "SplitSemSegHead",
     "build_sem_seg_loss",
 ]
