@@ -37,6 +37,7 @@ import json
 import logging
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -146,11 +147,19 @@ def train_curve(metrics_path: str) -> Dict[str, List[float]]:
                 if "total_loss" in r:
                     by_iter[r["iteration"]] = r
     iters = sorted(by_iter)
-    keys = ("total_loss", "loss_sem_seg", "loss_contrast")
+    keys = ("total_loss", "loss_sem_seg", "loss_contrast", "time")
     curve = {"iteration": iters}
     for k in keys:
         curve[k] = [by_iter[i].get(k) for i in iters]
     return curve
+
+
+def step_time(metrics_path: str, skip: int = 20) -> Optional[float]:
+    """Median training-step time (s) of a run: detectron2's ``time`` scalar (the median of the
+    last 20 iterations at each write), without the first ``skip`` iterations (warm-up)."""
+    curve = train_curve(metrics_path)
+    times = [t for i, t in zip(curve["iteration"], curve["time"]) if i >= skip and t is not None]
+    return statistics.median(times) if times else None
 
 
 def run_one(
@@ -188,6 +197,7 @@ def run_one(
         "mACC": record.get("sem_seg/mACC"),
         "per_class_IoU": per_class,
         "wall_s": wall,
+        "step_time_s": step_time(metrics_path),
         "resumed": resumed,
         "curve": train_curve(metrics_path),
     }
@@ -284,6 +294,9 @@ def main(argv=None) -> int:
             if os.path.exists(done):
                 with open(done) as f:
                     results[setting].append(json.load(f))
+                if results[setting][-1].get("step_time_s") is None:
+                    metrics = os.path.join(run_dir, "metrics.json")
+                    results[setting][-1]["step_time_s"] = step_time(metrics)
                 logger.info(
                     "%s seed %d: done before, mIoU %.2f",
                     setting,

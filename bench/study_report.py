@@ -142,6 +142,31 @@ def _class_table(summary: Dict) -> List[str]:
     return lines
 
 
+def _step_time_lines(summary: Dict) -> List[str]:
+    """Training-step time per setting and its ratio to CE only, paired by seed."""
+    runs, labels = summary["runs"], summary["labels"]
+    ce = {r["seed"]: r.get("step_time_s") for r in runs.get("ce", [])}
+    lines = []
+    for s in (s for s in labels if runs.get(s)):
+        times = [r["step_time_s"] for r in runs[s] if r.get("step_time_s")]
+        if not times:
+            continue
+        m, sd = mean_std(times)
+        ratios = [
+            r["step_time_s"] / ce[r["seed"]]
+            for r in runs[s]
+            if s != "ce" and r.get("step_time_s") and ce.get(r["seed"])
+        ]
+        ratio = ""
+        if ratios:
+            rm, rsd = mean_std(ratios)
+            ratio = f"; {rm:.3f}x +- {rsd:.3f} the CE-only step of the same seed"
+        lines.append(f"- {labels[s]}: {m:.3f} +- {sd:.3f} s per training step{ratio}.")
+    if lines:
+        lines.insert(0, "Training step (median of detectron2's `time` after iteration 20):")
+    return lines
+
+
 def write_report(summary: Dict, path: str) -> str:
     """Write the Markdown report and its two plots; returns the mIoU table as text."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -196,6 +221,8 @@ def write_report(summary: Dict, path: str) -> str:
         f"{m['loadavg_1m']:.1f} when the report was written (cores shared with other jobs).",
         f"- {n_runs} runs, {total / 60:.1f} minutes of run wall time in all "
         f"({total / max(n_runs, 1) / 60:.1f} min per run, training + evaluation).",
+        "",
+        *_step_time_lines(summary),
         "",
     ]
     with open(path, "w") as f:

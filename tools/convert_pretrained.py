@@ -20,7 +20,7 @@ import sys
 
 import torch
 
-from contextrast.engine.checkpoint import atomic_write
+from contextrast.checkpoint import atomic_write
 from contextrast.modeling.backbone.efficientnet_lite_weights import (
     convert_to_timm,
     load_package_state_dict,

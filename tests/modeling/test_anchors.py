@@ -44,3 +44,27 @@ def test_anchors_are_not_detached():
     low[1].sum().backward()
     grad_rows = emb.grad.abs().sum(1) > 0
     assert grad_rows.tolist() == [False, True, True, False, False, False]
+
+
+def test_normalize_before_mix_weights_directions_not_lengths():
+    """Raw means of unequal length: mixing them gives the longer one more than its weight;
+    normalising first gives each direction exactly its weight."""
+    a_low = torch.tensor([[0.2, 0.0]])  # a short shallow mean (its embeddings disagree)
+    a_high = torch.tensor([[0.0, 0.8]])
+    present = [torch.tensor([True])] * 2
+    raw, _ = mix_anchors([a_low, a_high], present, w_low=0.5, w_high=0.5)
+    normed, _ = mix_anchors([a_low, a_high], present, 0.5, 0.5, normalize_first=True)
+    torch.testing.assert_close(raw[0], F.normalize(torch.tensor([0.1, 0.4]), dim=0))
+    torch.testing.assert_close(normed[0], F.normalize(torch.tensor([0.5, 0.5]), dim=0))
+    assert raw[0][1] > 0.95  # the deepest anchor dominates the raw mix
+
+
+def test_class_sums_match_a_loop_and_skip_every_non_class_label():
+    g = torch.Generator().manual_seed(0)
+    emb = torch.randn(50, 6, generator=g, dtype=torch.float64)
+    labels = torch.randint(-1, 5, (50,), generator=g)
+    labels[::7] = IGNORE
+    sums, counts = class_sums(emb, labels, num_classes=4)  # label 4 and -1 are not classes
+    for n in range(4):
+        torch.testing.assert_close(sums[n], emb[labels == n].sum(0))
+        assert counts[n] == (labels == n).sum()
