@@ -6,7 +6,8 @@
 #   4. deploy/benchmark.py: PyTorch CUDA fp32 / fp16 / bf16 latency, baseline vs Contextrast,
 #      HRNetV2-W48, OCRNet and DeepLabV3-R101 at 1024x2048,
 #   5. deploy/export_onnx.py parity: ONNX Runtime vs PyTorch on CUDA (strict float32),
-#   6. tools/train_net.py on CamVid with AMP for the three networks, then multi-scale + flip eval.
+#   6. tools/train_net.py on CamVid with AMP for the three networks, then multi-scale + flip eval,
+#   7. the lite0 CamVid study (ImageNet EfficientNet-Lite0) at full resolution, seed 0.
 # Sections are independent (a failure is logged, the next one runs) and time-boxed; results go to
 # $OUT (default output/gpu_checks): gpu_checks.log and one JSON per benchmark.
 #
@@ -83,4 +84,8 @@ for net in hrnet_w48 ocrnet_hrnet_w48 deeplabv3_r101; do
         SOLVER.MAX_ITER 30 SOLVER.IMS_PER_BATCH 8 SOLVER.AMP.ENABLED True TEST.EVAL_PERIOD 0 \
         TEST.AUG.ENABLED True DATALOADER.NUM_WORKERS 6 OUTPUT_DIR "$WORK/camvid_$net"
 done
+# The lite0 study at full CamVid resolution, 2000 iterations, AMP (needs the full CamVid files).
+section lite0-study 480 $PY bench/camvid_study.py --preset lite0_gpu --seeds 0 \
+    --output-dir "$WORK/lite0_study" --report "$OUT/camvid_lite0_study_gpu.md"
+
 grep -h "copypaste\|host syncs\|x CE\|scipy/this\|share median\|Parity\|exit" "$LOG" | tail -n 60
