@@ -1,10 +1,14 @@
 #!/usr/bin/env python
 """Cost of BANE: the distance transform and the selection alone, and BANE's share of a step.
 
-1. Distance transform of class-wise error maps, ``contextrast.modeling.contrast.edt`` on the
-   chosen device vs ``scipy.ndimage.distance_transform_edt`` map by map on the CPU (the
-   reference; single-threaded). Default shape: batch 8, 19 classes, 128x256 = the stride-4 maps of
-   a 512x1024 Cityscapes crop. Two kinds of maps:
+1. Distance transform of class-wise error maps on the chosen device vs
+   ``scipy.ndimage.distance_transform_edt`` map by map on the CPU (the reference;
+   single-threaded). ``edt (label map)`` is what training runs: BANE's
+   ``squared_distance_to_other_label`` (``contextrast.modeling.contrast.edt``) on the disjoint
+   maps of an image as one label map. ``edt`` is the per-map transform BANE used before
+   (``bench/binary_edt.py``, kept as a reference), on every (image, class) map. Default shape:
+   batch 8, 19 classes, 128x256 = the stride-4 maps of a 512x1024 Cityscapes crop. Two kinds of
+   maps:
      realistic  error maps ``[pred = n, gt != n]`` of a Voronoi ground truth (40 regions per image,
                 random classes) against a blocky prediction (the ground truth sampled every 8
                 pixels and repeated, 10% of the 8x8 blocks given a random class): staircase
@@ -12,8 +16,8 @@
      dense      i.i.d. random maps, each pixel foreground with probability 0.5 (worst case for
                 the number of non-empty maps, easy for distances).
    Every implementation is checked for exact equality with scipy. ``--baseline-edt FILE`` adds
-   another implementation of ``squared_distance_transform`` (e.g. an older ``edt.py``) to the
-   same interleaved rounds, for before/after numbers.
+   another per-map ``squared_distance_transform`` (e.g. an older ``edt.py``) to the same
+   interleaved rounds, for before/after numbers.
 2. The whole BANE selection (``select_boundary_negatives``: error regions, EDT of the label map,
    per-map ranking); ``--baseline-bane FILE`` (e.g. an older ``bane.py``) is timed side by side and
    must select the same pixels.
@@ -37,6 +41,7 @@ the first count).
 
 import argparse
 import importlib.util
+import inspect
 import json
 import os
 import statistics
@@ -47,7 +52,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# Ignore label of the selections (the synthetic maps have no ignored pixels).
+IGNORE_VALUE = 255
 
 
 def realistic_case(
@@ -155,14 +161,13 @@ def label_map(maps: torch.Tensor) -> torch.Tensor:
 def bench_edt(args, maps_by_kind: Dict[str, torch.Tensor]) -> Dict:
     """Part 1: EDT implementations vs scipy, checked for exactness.
 
-    ``edt`` transforms every (image, class) map; ``edt (label map)`` transforms the disjoint maps
-    of an image at once as one label map (what BANE runs), and is checked against scipy on the
-    pixels of every map.
+    ``edt (label map)`` transforms the disjoint maps of an image at once as one label map (what
+    BANE runs in training), and is checked against scipy on the pixels of every map; ``edt``
+    (the per-map reference of ``bench/binary_edt.py``) transforms every (image, class) map.
     """
-    from contextrast.modeling.contrast.edt import (
-        squared_distance_to_other_label,
-        squared_distance_transform,
-    )
+    from binary_edt import squared_distance_transform  # sibling module of this script
+
+    from contextrast.modeling.contrast.edt import squared_distance_to_other_label
 
     impls = {"edt": squared_distance_transform}
     if args.baseline_edt:
@@ -224,12 +229,19 @@ def profile_table(fn: Callable[[], None], device: str) -> str:
     return prof.key_averages().table(sort_by=key, row_limit=15)
 
 
+def _raster_ties(select: Callable) -> Dict[str, str]:
+    """Keyword that makes a selection break distance ties in raster order (deterministic), for
+    versions of ``select_boundary_negatives`` that break them at random; {} for older ones."""
+    return {"tie_break": "raster"} if "tie_break" in inspect.signature(select).parameters else {}
+
+
 def bench_selection(args, pred: torch.Tensor, gt: torch.Tensor) -> Dict:
     """Part 2: the whole BANE selection."""
     from contextrast.modeling.contrast.bane import select_boundary_negatives
 
     pred, gt = pred.to(args.device), gt.to(args.device)
 
+    kw = dict(num_classes=args.classes, ignore_value=IGNORE_VALUE, top_k_ratio=0.5)
     selections = {"select": select_boundary_negatives}
     if args.baseline_bane:
         selections["baseline select"] = load_bane(args.baseline_bane)
@@ -237,10 +249,11 @@ def bench_selection(args, pred: torch.Tensor, gt: torch.Tensor) -> Dict:
     for name, fn in selections.items():
 
         def select(fn=fn):
-            return fn(pred, gt, num_classes=args.classes, ignore_value=255, top_k_ratio=0.5)
+            return fn(pred, gt, **kw)
 
-        if args.baseline_bane:  # both must select the same pixels
-            a, b = select(select_boundary_negatives), select(fn)
+        if args.baseline_bane:  # both must select the same pixels, ties in raster order
+            a = select_boundary_negatives(pred, gt, **_raster_ties(select_boundary_negatives), **kw)
+            b = fn(pred, gt, **_raster_ties(fn), **kw)
             if not torch.equal(a.negatives, b.negatives):
                 raise AssertionError(f"{name} selects other pixels than the current BANE")
         for t in args.threads or [None]:
@@ -354,6 +367,7 @@ def format_report(result: Dict) -> str:
             lines.append(
                 f"  {name:<24} wall {t['wall_ms']:9.1f} ms  cpu {t['cpu_ms']:9.1f} ms  "
                 f"scipy/this {scipy_ms / t['wall_ms']:6.2f}x"
+                + ("  (what BANE runs)" if name.startswith("edt (label map)") else "")
             )
     for name, t in result["selection"].items():
         lines.append(
@@ -406,7 +420,7 @@ def main(argv=None) -> int:
 
     args = parse_args(argv)
     pred, gt = realistic_case(batch=args.batch, num_classes=args.classes, size=tuple(args.size))
-    maps, _, _ = error_maps(pred, gt, args.classes, 255, "fp")
+    maps, _, _ = error_maps(pred, gt, args.classes, IGNORE_VALUE, "fp")
     g = torch.Generator().manual_seed(1)
     dense = torch.rand(maps.shape, generator=g) < 0.5
     result = {

@@ -18,119 +18,22 @@ different op histogram or initializer set) exit with status 1.
 import argparse
 import json
 import logging
-import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Optional, Sequence
 
-import torch
-
-if __package__ in (None, ""):  # run as a file: make the `deploy` package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from deploy.model import (
-    TRAINING_ONLY_PREFIX,
-    InferenceWrapper,
-    build_inference_model,
-    build_training_model,
-    count_parameters,
+from contextrast.config import load_config
+from contextrast.export import (
+    INFERENCE_METRICS,
+    compare,
     default_size,
-    jitter_weights,
-    setup_cfg,
+    format_table,
+    measure,
     setup_logging,
-)
-from deploy.onnx_io import (
-    export_onnx,
-    onnx_graph_summary,
-    random_images,
 )
 
 logger = logging.getLogger("deploy.cost_report")
-
-# Figures that must be identical for a Contextrast config and its baseline, in table order.
-INFERENCE_METRICS = (
-    "inference_params",
-    "gflops",
-    "onnx_nodes",
-    "onnx_initializers",
-    "onnx_initializer_elements",
-    "onnx_initializer_bytes",
-)
-TRAINING_METRICS = ("training_params", "training_only_params")
-
-
-def flop_count(wrapper: InferenceWrapper, images: torch.Tensor) -> int:
-    """fvcore FLOPs of one ``wrapper(images)`` call (one fused multiply-add = one FLOP)."""
-    from fvcore.nn import FlopCountAnalysis
-
-    analysis = FlopCountAnalysis(wrapper, (images,))
-    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-    return int(analysis.total())
-
-
-def measure(cfg, *, height: int, width: int, workdir: str, name: str, seed: int = 0) -> Dict:
-    """Inference and training cost of one config.
-
-    Returns:
-        dict with :data:`INFERENCE_METRICS`, :data:`TRAINING_METRICS`, ``op_histogram`` and
-        ``initializers`` (ONNX ``{name: [dtype, shape]}``).
-    """
-    torch.manual_seed(seed)
-    wrapper = InferenceWrapper(jitter_weights(build_inference_model(cfg), seed))
-    images = torch.from_numpy(random_images(1, height, width, seed))
-    path = os.path.join(workdir, f"{name}.onnx")
-    export_onnx(wrapper, path, images, dynamic=False)
-    graph = onnx_graph_summary(path)
-    training = build_training_model(cfg)
-    return {
-        "inference_params": count_parameters(wrapper.model),
-        "gflops": flop_count(wrapper, images) / 1e9,
-        "onnx_nodes": graph["nodes"],
-        "onnx_initializers": graph["initializer_count"],
-        "onnx_initializer_elements": graph["initializer_elements"],
-        "onnx_initializer_bytes": graph["initializer_bytes"],
-        "training_params": count_parameters(training),
-        "training_only_params": count_parameters(training, TRAINING_ONLY_PREFIX),
-        "op_histogram": graph["op_histogram"],
-        "initializers": graph["initializers"],
-    }
-
-
-def compare(reports: List[Dict]) -> List[Dict]:
-    """Per config after the first: ratio of every figure to the first config's (None where the
-    first is 0), and whether the op histogram and the initializer set (names, dtypes, shapes)
-    are identical to it."""
-    first = reports[0]
-    out = []
-    for report in reports[1:]:
-        ratios = {}
-        for key in INFERENCE_METRICS + TRAINING_METRICS:
-            ratios[key] = report[key] / first[key] if first[key] else None  # None: n/a
-        out.append(
-            {
-                "ratios": ratios,
-                "same_op_histogram": report["op_histogram"] == first["op_histogram"],
-                "same_initializers": report["initializers"] == first["initializers"],
-            }
-        )
-    return out
-
-
-def format_table(names: Sequence[str], reports: List[Dict], comparisons: List[Dict]) -> str:
-    """Markdown table: one row per figure, one column per config and per ratio."""
-    header = ["figure"] + list(names) + [f"ratio {n}" for n in names[1:]]
-    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
-    for key in INFERENCE_METRICS + TRAINING_METRICS:
-        values = [f"{r[key]:.4f}" if key == "gflops" else f"{r[key]:,}" for r in reports]
-        ratios = [
-            "n/a" if c["ratios"][key] is None else f"{c['ratios'][key]:.6g}" for c in comparisons
-        ]
-        lines.append("| " + " | ".join([key] + values + ratios) + " |")
-    for key in ("same_op_histogram", "same_initializers"):
-        flags = ["yes" if c[key] else "NO" for c in comparisons]
-        lines.append("| " + " | ".join([key] + ["-"] * len(reports) + flags) + " |")
-    return "\n".join(lines)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -148,7 +51,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if len(args.config_file) < 2:
         parser.error("give --config-file at least twice")
 
-    cfgs = [setup_cfg(path) for path in args.config_file]
+    cfgs = [load_config(path, device="cpu") for path in args.config_file]
     crop_h, crop_w = default_size(cfgs[0])
     height, width = args.height or crop_h, args.width or crop_w
     names = [Path(p).stem for p in args.config_file]

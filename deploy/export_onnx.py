@@ -17,122 +17,35 @@ parity check fails. Trailing ``KEY VALUE`` pairs override the config.
 import argparse
 import logging
 import sys
-from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
-import numpy as np
 import torch
 
-if __package__ in (None, ""):  # run as a file: make the `deploy` package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from deploy.model import (
+from contextrast.checkpoint import CheckpointMismatchError
+from contextrast.config import load_config
+from contextrast.export import (
+    EXPORTERS,
+    OPSET,
     OUTPUT_KINDS,
-    CheckpointMismatchError,
     InferenceWrapper,
     build_inference_model,
+    check_parity,
     default_size,
+    export_onnx,
+    format_parity,
     jitter_weights,
     load_inference_weights,
-    setup_cfg,
-    setup_logging,
-)
-from deploy.onnx_io import (
-    EXPORTERS,
-    INPUT_NAME,
-    OPSET,
-    compare_outputs,
-    export_onnx,
-    load_images,
     onnx_graph_summary,
-    ort_session,
+    parity_inputs,
     random_images,
-    torch_forward,
+    setup_logging,
 )
 
 logger = logging.getLogger("deploy.export_onnx")
 
 
-def parity_inputs(
-    *,
-    input_format: str,
-    image_paths: Sequence[str],
-    height: int,
-    width: int,
-    batch: int,
-    dynamic: bool,
-    seed: int,
-) -> List[np.ndarray]:
-    """The arrays on which ONNX Runtime is compared with PyTorch.
-
-    Random images: the export shape and, for a dynamic graph, a second odd shape with another
-    batch size (exercises the in-graph padding). Image files: each at its own size for a dynamic
-    graph, else resized to the export size and grouped into batches of ``batch``.
-    """
-    if image_paths:
-        arrays = load_images(image_paths, input_format, None if dynamic else (height, width))
-        if dynamic or batch == 1:
-            return arrays
-        if len(arrays) < batch:
-            raise ValueError(f"--batch {batch} with a static graph needs >= {batch} --images")
-        groups = range(0, len(arrays) - batch + 1, batch)
-        return [np.concatenate(arrays[i : i + batch]) for i in groups]
-    inputs = [random_images(batch, height, width, seed)]
-    if dynamic:
-        inputs.append(
-            random_images(batch + 1, height - height // 4 + 1, width + width // 4 + 3, seed + 1)
-        )
-    return inputs
-
-
-def check_parity(
-    wrapper: InferenceWrapper,
-    onnx_path: str,
-    inputs: Sequence[np.ndarray],
-    *,
-    atol: float,
-    rtol: float,
-    min_agreement: float,
-    device: str = "cpu",
-) -> Tuple[List[Dict[str, object]], bool]:
-    """ONNX Runtime (CPU provider) vs PyTorch (on ``device``) on each input.
-
-    A logits row passes when ``max_abs_diff <= atol + rtol * max_abs_logit``; a labels row when
-    ``label_agreement >= min_agreement``.
-
-    Returns:
-        (one dict per input with its shape, the statistics of :func:`compare_outputs` and
-        ``ok``; whether every row passed).
-    """
-    session = ort_session(onnx_path)
-    rows = []
-    for images in inputs:
-        stats = compare_outputs(
-            torch_forward(wrapper, images, device), session.run(None, {INPUT_NAME: images})[0]
-        )
-        if "max_abs_diff" in stats:
-            ok = stats["max_abs_diff"] <= atol + rtol * stats["max_abs_logit"]
-        else:
-            ok = stats["label_agreement"] >= min_agreement
-        rows.append({"input_shape": list(images.shape), **stats, "ok": bool(ok)})
-    return rows, all(r["ok"] for r in rows)
-
-
-def format_parity(rows: Sequence[Dict[str, object]]) -> str:
-    """Markdown table of :func:`check_parity` rows."""
-    keys = [k for k in rows[0] if k not in ("input_shape", "ok")]
-    lines = [
-        "| input | " + " | ".join(keys) + " | ok |",
-        "|---" * (len(keys) + 2) + "|",
-    ]
-    for row in rows:
-        shape = "x".join(str(d) for d in row["input_shape"])
-        values = " | ".join(f"{row[k]:.3g}" for k in keys)
-        lines.append(f"| {shape} | {values} | {'yes' if row['ok'] else 'NO'} |")
-    return "\n".join(lines)
-
-
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of :func:`main`."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config-file", required=True, metavar="FILE")
     parser.add_argument(
@@ -170,7 +83,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """CLI entry point; returns the exit status (1 = parity failed)."""
     args = build_parser().parse_args(argv)
     setup_logging()
-    cfg = setup_cfg(args.config_file, args.opts)
+    cfg = load_config(args.config_file, args.opts, device="cpu")
     crop_h, crop_w = default_size(cfg)
     height, width = args.height or crop_h, args.width or crop_w
 

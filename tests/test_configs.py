@@ -4,11 +4,11 @@ import glob
 import os
 
 import pytest
+from helpers import CONFIGS_DIR, ROOT
 
 from contextrast.config import get_contextrast_cfg
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True))
+CONFIGS = sorted(glob.glob(os.path.join(CONFIGS_DIR, "**", "*.yaml"), recursive=True))
 
 
 def test_configs_exist():

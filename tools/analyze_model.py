@@ -23,20 +23,9 @@ from detectron2.modeling import build_model
 from detectron2.utils.analysis import FlopCountAnalysis
 from torch import nn
 
-import contextrast.modeling  # noqa: F401  (registers backbones, heads, meta-architectures)
-from contextrast.config import get_contextrast_cfg
+from contextrast.config import load_config
 
 logger = logging.getLogger("analyze_model")
-
-
-def setup_cfg(args):
-    """Project config (detectron2 + DeepLab + Contextrast keys), then the file, then opts."""
-    cfg = get_contextrast_cfg()
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.freeze()
-    return cfg
 
 
 def parameter_table(model: nn.Module, called: Set[nn.Module]) -> Dict[str, Dict[str, int]]:
@@ -101,7 +90,7 @@ def main(argv=None) -> None:
     # The FLOP count traces the model; TracerWarnings about Python values are expected.
     logging.getLogger("fvcore").setLevel(logging.ERROR)
 
-    cfg = setup_cfg(args)
+    cfg = load_config(args.config_file, args.opts, device="cpu")
     height, width = args.height, args.width
     if height is None or width is None:
         if not (cfg.INPUT.CROP.ENABLED and cfg.INPUT.CROP.TYPE == "absolute"):

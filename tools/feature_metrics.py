@@ -25,11 +25,11 @@ from detectron2.evaluation import DatasetEvaluators, inference_on_dataset
 from detectron2.utils.logger import setup_logger
 from tabulate import tabulate
 
-from contextrast.data import build_sem_seg_evaluator
 from contextrast.evaluation import (
     FeatureMetricsEvaluator,
     SegmentorWithEmbeddings,
     build_eval_loader,
+    build_sem_seg_evaluator,
     dataset_records,
     load_eval_model,
 )

@@ -19,13 +19,9 @@ import warnings
 from detectron2.engine import default_argument_parser, launch
 from detectron2.evaluation import verify_results
 
-from contextrast.config import check_device, get_contextrast_cfg, merge_config
-from contextrast.engine import (
-    ContextrastCheckpointer,
-    ContextrastTrainer,
-    contextrast_setup,
-    shutdown_distributed,
-)
+from contextrast.checkpoint import ContextrastCheckpointer
+from contextrast.config import load_config
+from contextrast.engine import ContextrastTrainer, contextrast_setup, shutdown_distributed
 
 # detectron2 scripts a few helpers at import time; torch now warns about that on every import.
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
@@ -35,10 +31,7 @@ logger = logging.getLogger("contextrast.train_net")
 def setup(args):
     """Config from file + command-line overrides (unknown keys get suggestions), then detectron2's
     output-dir/logging/seeding setup, determinism and env.txt."""
-    cfg = get_contextrast_cfg()
-    merge_config(cfg, args.config_file, args.opts)
-    cfg.freeze()
-    check_device(cfg)
+    cfg = load_config(args.config_file, args.opts)
     contextrast_setup(cfg, args)
     return cfg
 

@@ -24,12 +24,12 @@ from detectron2.data import MetadataCatalog
 from detectron2.utils.logger import setup_logger
 from PIL import Image
 
-from contextrast.data.mapper import label_spec_from_metadata, load_sem_seg_label, read_image_file
+from contextrast.config import load_config
+from contextrast.data import label_spec_from_metadata, load_sem_seg_label, read_image_file
 from contextrast.evaluation import (
     build_eval_loader,
     dataset_records,
     inference_model,
-    load_eval_config,
     load_eval_model,
 )
 from contextrast.evaluation.visualization import colorize, default_palette, make_panel
@@ -108,7 +108,7 @@ def main(args):
     weights = args.weights or [None] * len(args.config_file)
     dataset = args.dataset
     if not dataset:
-        dataset = load_eval_config(args.config_file[0], None, args.opts).DATASETS.TEST[0]
+        dataset = load_config(args.config_file[0], args.opts).DATASETS.TEST[0]
     records = dataset_records(dataset, 0 if args.images else args.num_images, args.images)
     predictions = [
         predict(c, w, args.opts, dataset, records) for c, w in zip(args.config_file, weights)

@@ -5,7 +5,8 @@ import os
 import subprocess
 import sys
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+from helpers import ROOT
+
 CONTRAST = os.path.join(ROOT, "projects", "Contextrast", "contextrast", "modeling", "contrast")
 
 
@@ -15,7 +16,7 @@ def test_bane_bench_tiny(tmp_path):
         sys.executable, os.path.join(ROOT, "bench", "bane.py"), "--batch", "2", "--classes", "5",
         "--size", "32", "48", "--rounds", "1", "--threads", "1", "--step-warmup", "1",
         "--step-rounds", "1", "--json", str(out),
-        "--baseline-edt", os.path.join(CONTRAST, "edt.py"),
+        "--baseline-edt", os.path.join(ROOT, "bench", "binary_edt.py"),
         "--baseline-bane", os.path.join(CONTRAST, "bane.py"),
     ]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)

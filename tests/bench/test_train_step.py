@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import torch
+from helpers import ROOT
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SCRIPT = os.path.join(ROOT, "bench", "train_step.py")
 
 

@@ -6,14 +6,39 @@ import subprocess
 import sys
 
 import pytest
-from deploy_test_utils import BASELINE, DEMO, ROOT, TRAIN_OPTS
+from helpers import BASELINE_CONFIG, DEMO_CONFIG, ROOT, TRAIN_NET
+
+from deploy import export_onnx
+
+# A demo model trained three iterations (small crops keep it fast), without warm-up so that the
+# weights move away from their initialisation (a fresh network's logits are ~1e-2, too flat for
+# a meaningful parity check). Its eval-mode logits are large (max |logit| 76-78 at the parity
+# test's inputs here, ~175 in issue 10) and that is expected, not divergence: the training loss
+# goes down (2.40, 2.47, 2.19) and training-mode outputs stay below 1, but after three steps at
+# the demo's LR 0.05 the BatchNorm running statistics are still 73% their initial values
+# (momentum 0.1) and no longer fit the updated weights; in eval mode the mismatch compounds over
+# the ~50 BN layers. With the LR at 0 the same three iterations give eval logits below 0.01. For
+# parity this checkpoint is representative: ONNX Runtime differs from PyTorch by 5-7e-7 of its
+# largest logit, as for the fully trained 300-iteration demo checkpoint (6-7e-7 at max |logit| 6),
+# so the parity tests compare relative to the largest logit (tests/helpers/numeric.py). (PreciseBN
+# at the end would shrink the logits to 2-4 but keep the rounding of the large intermediate
+# activations: 2e-5 relative, worse conditioned than a trained network.)
+TRAIN_OPTS = [
+    "SOLVER.MAX_ITER", "3",
+    "SOLVER.WARMUP_ITERS", "0",
+    "SOLVER.IMS_PER_BATCH", "2",
+    "SOLVER.CHECKPOINT_PERIOD", "1000",
+    "INPUT.CROP.SIZE", "(64, 64)",
+    "DATALOADER.NUM_WORKERS", "0",
+    "DATASETS.TEST", "()",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="session")
 def demo_checkpoint(tmp_path_factory) -> str:
     """``model_final.pth`` of ``tools/train_net.py`` on the Contextrast demo config."""
     out = str(tmp_path_factory.mktemp("deploy_train"))
-    cmd = [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file", DEMO]
+    cmd = [sys.executable, TRAIN_NET, "--config-file", DEMO_CONFIG]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     proc = subprocess.run(
         cmd + TRAIN_OPTS + ["OUTPUT_DIR", out],
@@ -30,8 +55,6 @@ def demo_checkpoint(tmp_path_factory) -> str:
 
 
 def _export(argv) -> None:
-    from deploy import export_onnx
-
     assert export_onnx.main(argv) == 0
 
 
@@ -39,7 +62,9 @@ def _export(argv) -> None:
 def contextrast_onnx(demo_checkpoint, tmp_path_factory) -> str:
     """Dynamic ONNX export of the trained Contextrast checkpoint."""
     path = str(tmp_path_factory.mktemp("deploy_onnx") / "contextrast.onnx")
-    _export(["--config-file", DEMO, "--weights", demo_checkpoint, "--output", path, "--dynamic"])
+    _export(
+        ["--config-file", DEMO_CONFIG, "--weights", demo_checkpoint, "--output", path, "--dynamic"]
+    )
     return path
 
 
@@ -47,5 +72,5 @@ def contextrast_onnx(demo_checkpoint, tmp_path_factory) -> str:
 def baseline_onnx(tmp_path_factory) -> str:
     """Dynamic ONNX export of the baseline config (random weights: only the graph matters)."""
     path = str(tmp_path_factory.mktemp("deploy_onnx") / "baseline.onnx")
-    _export(["--config-file", BASELINE, "--output", path, "--dynamic"])
+    _export(["--config-file", BASELINE_CONFIG, "--output", path, "--dynamic"])
     return path

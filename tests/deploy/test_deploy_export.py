@@ -7,31 +7,32 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from deploy_test_utils import BASELINE, DEMO
-from helpers import FP32_ATOL, FP32_RTOL, assert_close_to_reference
+from helpers import BASELINE_CONFIG, DEMO_CONFIG, FP32_ATOL, FP32_RTOL, assert_close_to_reference
 from onnx import numpy_helper
 
-from deploy import export_onnx
-from deploy.model import (
-    TRAINING_ONLY_PREFIX,
-    CheckpointMismatchError,
+from contextrast.checkpoint import MAX_LISTED_KEYS, TRAINING_ONLY_PREFIX, CheckpointMismatchError
+from contextrast.config import load_config
+from contextrast.export import (
     InferenceWrapper,
     build_inference_model,
     build_training_model,
     count_parameters,
     load_inference_weights,
-    read_checkpoint,
-    setup_cfg,
-)
-from deploy.onnx_io import (
     onnx_graph_summary,
     ort_session,
     random_images,
+    read_checkpoint,
     torch_forward,
 )
+from deploy import export_onnx
 
 
-def inference_model(config=DEMO, weights=None, opts=()):
+def setup_cfg(config, opts=()):
+    """The config as the deploy scripts read it."""
+    return load_config(config, opts, device="cpu")
+
+
+def inference_model(config=DEMO_CONFIG, weights=None, opts=()):
     model = build_inference_model(setup_cfg(config, opts))
     if weights:
         load_inference_weights(model, weights)
@@ -42,14 +43,14 @@ def test_checkpoint_holds_projection_heads(demo_checkpoint):
     # Otherwise the stripping tests below would prove nothing.
     state = read_checkpoint(demo_checkpoint)
     heads = [k for k in state if k.startswith(TRAINING_ONLY_PREFIX)]
-    model = build_training_model(setup_cfg(DEMO))
+    model = build_training_model(setup_cfg(DEMO_CONFIG))
     assert len(heads) == len([k for k in model.state_dict() if k.startswith(TRAINING_ONLY_PREFIX)])
     assert heads
 
 
 def test_loading_drops_exactly_the_projection_heads(demo_checkpoint, caplog):
-    model = build_inference_model(setup_cfg(DEMO))
-    with caplog.at_level("INFO", logger="deploy.model"):
+    model = build_inference_model(setup_cfg(DEMO_CONFIG))
+    with caplog.at_level("INFO", logger="contextrast.checkpoint"):
         report = load_inference_weights(model, demo_checkpoint)
     state = read_checkpoint(demo_checkpoint)
     heads = sorted(k for k in state if k.startswith(TRAINING_ONLY_PREFIX))
@@ -83,7 +84,15 @@ def test_same_weights_give_the_baseline_export(demo_checkpoint, contextrast_onnx
     # The baseline config loaded with the (stripped) Contextrast checkpoint exports to the same
     # initializers, value for value: the deployed network is the baseline network.
     path = str(tmp_path / "baseline_same_weights.onnx")
-    argv = ["--config-file", BASELINE, "--weights", demo_checkpoint, "--output", path, "--dynamic"]
+    argv = [
+        "--config-file",
+        BASELINE_CONFIG,
+        "--weights",
+        demo_checkpoint,
+        "--output",
+        path,
+        "--dynamic",
+    ]
     assert export_onnx.main(argv) == 0
     ours = {i.name: numpy_helper.to_array(i) for i in onnx.load(contextrast_onnx).graph.initializer}
     base = {i.name: numpy_helper.to_array(i) for i in onnx.load(path).graph.initializer}
@@ -99,28 +108,30 @@ def test_graph_and_parameters_equal_the_baseline(demo_checkpoint, contextrast_on
     assert ours["initializer_elements"] == base["initializer_elements"]
     assert ours["inputs"] == base["inputs"]
     assert ours["outputs"] == base["outputs"]
-    contextrast = inference_model(DEMO, demo_checkpoint)
-    baseline = inference_model(BASELINE)
+    contextrast = inference_model(DEMO_CONFIG, demo_checkpoint)
+    baseline = inference_model(BASELINE_CONFIG)
     assert count_parameters(contextrast) == count_parameters(baseline)
-    assert count_parameters(build_training_model(setup_cfg(DEMO))) > count_parameters(contextrast)
+    assert count_parameters(build_training_model(setup_cfg(DEMO_CONFIG))) > count_parameters(
+        contextrast
+    )
 
 
 def test_io_contract(contextrast_onnx):
     summary = onnx_graph_summary(contextrast_onnx)
-    num_classes = setup_cfg(DEMO).MODEL.SEM_SEG_HEAD.NUM_CLASSES
+    num_classes = setup_cfg(DEMO_CONFIG).MODEL.SEM_SEG_HEAD.NUM_CLASSES
     assert summary["inputs"] == {"images": ["float32", ["batch", 3, "height", "width"]]}
     assert summary["outputs"] == {"logits": ["float32", ["batch", num_classes, "height", "width"]]}
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 128, 128), (2, 3, 97, 161)])
 def test_onnxruntime_matches_pytorch(demo_checkpoint, contextrast_onnx, shape):
-    wrapper = InferenceWrapper(inference_model(DEMO, demo_checkpoint))
+    wrapper = InferenceWrapper(inference_model(DEMO_CONFIG, demo_checkpoint))
     images = random_images(shape[0], shape[2], shape[3], seed=7)
     reference = torch_forward(wrapper, images)
     output = ort_session(contextrast_onnx).run(None, {"images": images})[0]
     assert output.shape == (shape[0], reference.shape[1], shape[2], shape[3])
     assert np.abs(reference).max() > 0.1  # informative logits, not the ~1e-2 of a fresh network
-    # The logits reach ~80 (expected for this checkpoint: see TRAIN_OPTS) and float32 rounding
+    # The logits reach ~80 (expected for this checkpoint: see conftest.py) and float32 rounding
     # differs between CPUs (kernel choice), so the bound is relative to the largest logit.
     assert_close_to_reference(output, reference, rtol=FP32_RTOL, atol=FP32_ATOL, what="logits")
     assert np.mean(output.argmax(1) == reference.argmax(1)) >= 0.999
@@ -128,14 +139,14 @@ def test_onnxruntime_matches_pytorch(demo_checkpoint, contextrast_onnx, shape):
 
 def test_labels_output(demo_checkpoint, tmp_path):
     path = str(tmp_path / "labels.onnx")
-    argv = ["--config-file", DEMO, "--weights", demo_checkpoint, "--output", path]
+    argv = ["--config-file", DEMO_CONFIG, "--weights", demo_checkpoint, "--output", path]
     assert (
         export_onnx.main(argv + ["--output-kind", "labels", "--height", "96", "--width", "80"]) == 0
     )
     summary = onnx_graph_summary(path)
     assert summary["outputs"] == {"labels": ["int64", [1, 96, 80]]}
     images = random_images(1, 96, 80, seed=3)
-    logits = torch_forward(InferenceWrapper(inference_model(DEMO, demo_checkpoint)), images)
+    logits = torch_forward(InferenceWrapper(inference_model(DEMO_CONFIG, demo_checkpoint)), images)
     labels = ort_session(path).run(None, {"images": images})[0]
     assert labels.dtype == np.int64
     assert np.mean(labels == logits.argmax(1)) >= 0.999
@@ -150,7 +161,15 @@ def test_export_with_images(demo_checkpoint, tmp_path):
         paths.append(str(tmp_path / f"{i}.png"))
         cv2.imwrite(paths[-1], image)
     out = str(tmp_path / "m.onnx")
-    argv = ["--config-file", DEMO, "--weights", demo_checkpoint, "--output", out, "--dynamic"]
+    argv = [
+        "--config-file",
+        DEMO_CONFIG,
+        "--weights",
+        demo_checkpoint,
+        "--output",
+        out,
+        "--dynamic",
+    ]
     assert export_onnx.main(argv + ["--images", *paths]) == 0
 
 
@@ -161,14 +180,15 @@ def _save(tmp_path, model, name="ckpt.pth") -> str:
 
 
 def test_wrong_class_count_lists_the_keys(tmp_path):
-    other = build_training_model(setup_cfg(DEMO, ["MODEL.SEM_SEG_HEAD.NUM_CLASSES", "5"]))
-    argv = ["--config-file", DEMO, "--weights", _save(tmp_path, other)]
+    other = build_training_model(setup_cfg(DEMO_CONFIG, ["MODEL.SEM_SEG_HEAD.NUM_CLASSES", "5"]))
+    argv = ["--config-file", DEMO_CONFIG, "--weights", _save(tmp_path, other)]
     with pytest.raises(SystemExit) as excinfo:
         export_onnx.main(argv + ["--output", str(tmp_path / "x.onnx")])
     message = str(excinfo.value.code)
-    assert "shape mismatch" in message
+    assert "2 tensors with different shapes" in message
     assert (
-        "sem_seg_head.predictor.weight: checkpoint (5, 64, 1, 1) vs model (8, 64, 1, 1)" in message
+        "sem_seg_head.predictor.weight: (5, 64, 1, 1) in the checkpoint, (8, 64, 1, 1) in the "
+        "model" in message
     )
     assert "sem_seg_head.predictor.bias" in message
     assert not (tmp_path / "x.onnx").exists()
@@ -176,18 +196,19 @@ def test_wrong_class_count_lists_the_keys(tmp_path):
 
 def test_wrong_architecture_lists_the_keys(tmp_path):
     # ResNet-101 instead of ResNet-50: res4 has 23 blocks instead of 6.
-    other = build_training_model(setup_cfg(DEMO, ["MODEL.RESNETS.DEPTH", "101"]))
-    model = inference_model(DEMO)
+    other = build_training_model(setup_cfg(DEMO_CONFIG, ["MODEL.RESNETS.DEPTH", "101"]))
+    model = inference_model(DEMO_CONFIG)
     with pytest.raises(CheckpointMismatchError) as excinfo:
         load_inference_weights(model, _save(tmp_path, other))
     message = str(excinfo.value)
     stripped = {k for k in other.state_dict() if not k.startswith(TRAINING_ONLY_PREFIX)}
     extra = sorted(stripped - set(model.state_dict()))
     assert extra and "backbone.res4.6.conv1.weight" in extra
-    assert f"unexpected in the checkpoint ({len(extra)}):" in message
+    assert f"{len(extra)} checkpoint tensors the model does not have:" in message
     assert extra[0] in message
-    assert f"... and {len(extra) - 20} more" in message  # long lists are cut, with the count
-    assert "missing in the checkpoint" not in message
+    # Long lists are cut, with the count.
+    assert f"... and {len(extra) - MAX_LISTED_KEYS} more" in message
+    assert "missing from the checkpoint" not in message
 
 
 def test_missing_keys_are_listed(tmp_path, demo_checkpoint):
@@ -195,13 +216,13 @@ def test_missing_keys_are_listed(tmp_path, demo_checkpoint):
     del state["backbone.stem.conv1.weight"]
     path = str(tmp_path / "partial.pth")
     torch.save(state, path)  # a bare state dict is accepted too
-    with pytest.raises(CheckpointMismatchError, match="missing in the checkpoint"):
-        load_inference_weights(inference_model(DEMO), path)
+    with pytest.raises(CheckpointMismatchError, match="model tensors missing from the checkpoint"):
+        load_inference_weights(inference_model(DEMO_CONFIG), path)
 
 
 def test_baseline_checkpoint_loads_without_dropping(tmp_path):
-    baseline = build_training_model(setup_cfg(BASELINE))
-    report = load_inference_weights(inference_model(DEMO), _save(tmp_path, baseline))
+    baseline = build_training_model(setup_cfg(BASELINE_CONFIG))
+    report = load_inference_weights(inference_model(DEMO_CONFIG), _save(tmp_path, baseline))
     assert report["dropped"] == []
 
 
@@ -211,12 +232,22 @@ def test_baseline_checkpoint_loads_without_dropping(tmp_path):
 )
 def test_dynamo_exporter(demo_checkpoint, tmp_path, contextrast_onnx):
     path = str(tmp_path / "dynamo.onnx")
-    argv = ["--config-file", DEMO, "--weights", demo_checkpoint, "--output", path, "--dynamic"]
+    argv = [
+        "--config-file",
+        DEMO_CONFIG,
+        "--weights",
+        demo_checkpoint,
+        "--output",
+        path,
+        "--dynamic",
+    ]
     assert export_onnx.main(argv + ["--exporter", "dynamo"]) == 0
     summary = onnx_graph_summary(path)
     assert not [n for n in summary["initializers"] if "contrast" in n]
     assert summary["inputs"] == onnx_graph_summary(contextrast_onnx)["inputs"]
     images = random_images(2, 97, 161, seed=5)
-    reference = torch_forward(InferenceWrapper(inference_model(DEMO, demo_checkpoint)), images)
+    reference = torch_forward(
+        InferenceWrapper(inference_model(DEMO_CONFIG, demo_checkpoint)), images
+    )
     output = ort_session(path).run(None, {"images": images})[0]
     assert_close_to_reference(output, reference, rtol=FP32_RTOL, atol=FP32_ATOL, what="logits")

@@ -5,7 +5,7 @@ import json
 import os
 
 import pytest
-from deploy_test_utils import ROOT
+from helpers import CONFIGS_DIR
 
 from deploy import cost_report, export_onnx
 
@@ -13,7 +13,7 @@ NETWORKS = ["hrnet_w48", "ocrnet_hrnet_w48", "deeplabv3_r101"]
 
 
 def config(dataset: str, network: str, variant: str) -> str:
-    path = os.path.join(ROOT, "configs", dataset, f"{network}_{variant}.yaml")
+    path = os.path.join(CONFIGS_DIR, dataset, f"{network}_{variant}.yaml")
     if not os.path.isfile(path):
         pytest.skip(f"{path} does not exist")
     return path

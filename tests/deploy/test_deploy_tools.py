@@ -8,31 +8,41 @@ import sys
 
 import numpy as np
 import pytest
-from deploy_test_utils import BASELINE, DEMO, ROOT
-from helpers import TF32_RTOL, assert_close_to_reference
+from helpers import BASELINE_CONFIG, DEMO_CONFIG, ROOT, TF32_RTOL, assert_close_to_reference
 
-from deploy import benchmark, build_engine, cost_report
-from deploy.model import (
+from contextrast.config import load_config
+from contextrast.export import (
+    INFERENCE_METRICS,
+    MODELS,
     InferenceWrapper,
     build_inference_model,
     load_inference_weights,
-    setup_cfg,
-)
-from deploy.onnx_io import (
     random_images,
+    time_interleaved,
     torch_forward,
 )
+from contextrast.export.tensorrt import TensorRTRunner, missing_requirements
+from deploy import benchmark, build_engine, cost_report
 
-TRT_MISSING = build_engine.missing_requirements()
+TRT_MISSING = missing_requirements()
 
 
 def test_cost_report_ratios_are_exactly_one(tmp_path):
     out = tmp_path / "cost.json"
-    argv = ["--config-file", BASELINE, "--config-file", DEMO, "--height", "96", "--width", "128"]
+    argv = [
+        "--config-file",
+        BASELINE_CONFIG,
+        "--config-file",
+        DEMO_CONFIG,
+        "--height",
+        "96",
+        "--width",
+        "128",
+    ]
     assert cost_report.main(argv + ["--expect-equal", "--output-json", str(out)]) == 0
     data = json.loads(out.read_text())
     ratios = data["comparisons"][0]["ratios"]
-    for key in cost_report.INFERENCE_METRICS:
+    for key in INFERENCE_METRICS:
         assert ratios[key] == 1.0, key
     assert data["comparisons"][0]["same_op_histogram"]
     assert data["comparisons"][0]["same_initializers"]
@@ -47,16 +57,16 @@ def test_cost_report_ratios_are_exactly_one(tmp_path):
 
 def test_cost_report_detects_a_different_network(tmp_path):
     other = tmp_path / "five_classes.yaml"
-    other.write_text(f'_BASE_: "{DEMO}"\nMODEL:\n  SEM_SEG_HEAD:\n    NUM_CLASSES: 5\n')
-    argv = ["--config-file", BASELINE, "--config-file", str(other), "--height", "64"]
+    other.write_text(f'_BASE_: "{DEMO_CONFIG}"\nMODEL:\n  SEM_SEG_HEAD:\n    NUM_CLASSES: 5\n')
+    argv = ["--config-file", BASELINE_CONFIG, "--config-file", str(other), "--height", "64"]
     assert cost_report.main(argv + ["--width", "64", "--expect-equal"]) == 1
 
 
 def test_benchmark_side_by_side(demo_checkpoint, tmp_path):
     out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
     argv = [
-        "--baseline", BASELINE,
-        "--contextrast", DEMO,
+        "--baseline", BASELINE_CONFIG,
+        "--contextrast", DEMO_CONFIG,
         "--contextrast-weights", demo_checkpoint,
         "--height", "64", "--width", "96",
         "--backends", "torch-cpu", "ort-cpu", "trt-fp16",
@@ -67,7 +77,7 @@ def test_benchmark_side_by_side(demo_checkpoint, tmp_path):
     report = json.loads(out_json.read_text())
     timed = {(r["backend"], r["model"]) for r in report["results"]}
     backends = ["torch-cpu", "ort-cpu"] + ([] if TRT_MISSING else ["trt-fp16"])
-    assert timed == {(b, m) for b in backends for m in benchmark.MODELS}
+    assert timed == {(b, m) for b in backends for m in MODELS}
     for r in report["results"]:
         assert r["samples"] == 4 and 0 < r["median_ms"] <= r["p90_ms"]
     assert [r["backend"] for r in report["ratios"]] == backends
@@ -81,7 +91,7 @@ def test_benchmark_side_by_side(demo_checkpoint, tmp_path):
 def test_interleaving_alternates_the_order():
     calls = []
     runners = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
-    times = benchmark.time_interleaved(runners, warmup=1, rounds=3, repeats=2)
+    times = time_interleaved(runners, warmup=1, rounds=3, repeats=2)
     assert calls == ["a", "b"] + ["a", "a", "b", "b", "b", "b", "a", "a", "a", "a", "b", "b"]
     assert [len(r) for r in times["a"]] == [2, 2, 2]
 
@@ -124,8 +134,8 @@ def test_tensorrt_engine_matches_pytorch(demo_checkpoint, contextrast_onnx, tmp_
         "2x3x256x256",
     ]
     assert build_engine.main(argv + shapes) == 0
-    runner = build_engine.TensorRTRunner(engine)
-    model = build_inference_model(setup_cfg(DEMO))
+    runner = TensorRTRunner(engine)
+    model = build_inference_model(load_config(DEMO_CONFIG, device="cpu"))
     load_inference_weights(model, demo_checkpoint)
     wrapper = InferenceWrapper(model)
     for shape in [(1, 3, 128, 128), (2, 3, 97, 161)]:

@@ -5,7 +5,8 @@ import os
 import subprocess
 import sys
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+from helpers import ROOT
+
 TINY = [
     "SOLVER.IMS_PER_BATCH", "2", "INPUT.CROP.SIZE", "(64, 64)", "DATALOADER.NUM_WORKERS", "0",
     "MODEL.CONTEXTRAST.PROJ_DIM", "16", "SOLVER.CHECKPOINT_PERIOD", "100",

@@ -3,7 +3,7 @@
 import os
 
 import pytest
-from engine_test_utils import EVAL_OPTS, RUN_OPTS, run, tail, train_net_cmd
+from helpers import EVAL_OPTS, RUN_OPTS, run, tail, train_net_cmd
 
 
 @pytest.fixture(scope="session")

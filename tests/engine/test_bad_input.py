@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from engine_test_utils import DEMO_CONFIG, TINY_OPTS, run, tail, tiny_cfg, train_net_cmd
+from helpers import DEMO_CONFIG, TINY_OPTS, demo_cfg, run, tail, train_net_cmd
 
 from contextrast.config import UnknownConfigKeyError, get_contextrast_cfg, merge_config
 from contextrast.engine import ContextrastTrainer
@@ -99,7 +99,7 @@ def test_train_net_reports_misspelled_key(tmp_path):
     ],
 )  # fmt: skip
 def test_invalid_contextrast_value_fails_model_build(opts, key):
-    cfg = tiny_cfg(*opts)
+    cfg = demo_cfg(*TINY_OPTS, *opts)
     with pytest.raises(ValueError, match=key.replace(".", r"\.").replace("[", r"\[")):
         ContextrastTrainer.build_model(cfg)
 
@@ -114,7 +114,9 @@ def test_yaml_nan_weight_is_rejected(tmp_path):
 
 def test_unknown_projection_head_names_registry():
     with pytest.raises(KeyError, match="CONTRAST_HEADS"):
-        ContextrastTrainer.build_model(tiny_cfg("MODEL.CONTEXTRAST.PROJ_HEAD_NAME", "'MLPHead'"))
+        ContextrastTrainer.build_model(
+            demo_cfg(*TINY_OPTS, "MODEL.CONTEXTRAST.PROJ_HEAD_NAME", "'MLPHead'")
+        )
 
 
 # ---- empty training split -------------------------------------------------------------------
@@ -129,14 +131,14 @@ def empty_split():
 
 
 def test_empty_training_split_fails_naming_it(empty_split):
-    cfg = tiny_cfg("DATASETS.TRAIN", f"('{empty_split}',)")
+    cfg = demo_cfg(*TINY_OPTS, "DATASETS.TRAIN", f"('{empty_split}',)")
     with pytest.raises((AssertionError, ValueError), match=empty_split):
         ContextrastTrainer.build_train_loader(cfg)
 
 
 def test_no_training_split_fails():
     with pytest.raises(ValueError, match="DATASETS.TRAIN is empty"):
-        ContextrastTrainer.build_train_loader(tiny_cfg("DATASETS.TRAIN", "()"))
+        ContextrastTrainer.build_train_loader(demo_cfg(*TINY_OPTS, "DATASETS.TRAIN", "()"))
 
 
 # ---- a device the machine lacks -------------------------------------------------------------

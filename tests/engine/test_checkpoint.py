@@ -5,14 +5,14 @@ import os
 import pytest
 import torch
 from detectron2.modeling import build_model
-from engine_test_utils import tiny_cfg
+from helpers import TINY_OPTS, demo_cfg
 
-from contextrast.engine import CheckpointMismatchError, ContextrastCheckpointer
+from contextrast.checkpoint import CheckpointMismatchError, ContextrastCheckpointer
 
 
 def _model(*opts, seed=0):
     torch.manual_seed(seed)
-    return build_model(tiny_cfg("MODEL.DEVICE", "cpu", *opts))
+    return build_model(demo_cfg(*TINY_OPTS, "MODEL.DEVICE", "cpu", *opts))
 
 
 def _save(model, folder, name="ckpt", **checkpointables):
@@ -80,7 +80,7 @@ def test_truncated_checkpoint_error_names_file_and_alternatives(tmp_path):
 def test_other_class_count_lists_every_mismatched_shape(tmp_path):
     source = _model()
     path = _save(source, tmp_path)
-    num_classes = tiny_cfg().MODEL.SEM_SEG_HEAD.NUM_CLASSES
+    num_classes = demo_cfg(*TINY_OPTS).MODEL.SEM_SEG_HEAD.NUM_CLASSES
     target = _model("MODEL.SEM_SEG_HEAD.NUM_CLASSES", str(num_classes + 3))
     a, b = _shapes(source), _shapes(target)
     differing = [k for k in a if k in b and a[k] != b[k]]
@@ -97,7 +97,7 @@ def test_other_class_count_lists_every_mismatched_shape(tmp_path):
 def test_other_architecture_lists_shapes_and_missing_keys(tmp_path):
     source = _model()
     path = _save(source, tmp_path)
-    cfg = tiny_cfg()
+    cfg = demo_cfg(*TINY_OPTS)
     deeper = {50: 101, 101: 152}[cfg.MODEL.RESNETS.DEPTH]
     target = _model("MODEL.RESNETS.DEPTH", str(deeper))
     # BatchNorm fills in a missing num_batches_tracked counter by itself.
@@ -114,7 +114,7 @@ def test_other_architecture_lists_shapes_and_missing_keys(tmp_path):
 def test_lenient_mode_keeps_detectron2_behaviour(tmp_path):
     source = _model()
     path = _save(source, tmp_path)
-    num_classes = tiny_cfg().MODEL.SEM_SEG_HEAD.NUM_CLASSES
+    num_classes = demo_cfg(*TINY_OPTS).MODEL.SEM_SEG_HEAD.NUM_CLASSES
     target = _model("MODEL.SEM_SEG_HEAD.NUM_CLASSES", str(num_classes + 3), seed=1)
     ContextrastCheckpointer(target, strict=False).load(path)
     backbone = {k: v for k, v in source.state_dict().items() if k.startswith("backbone.")}

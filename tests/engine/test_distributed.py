@@ -16,8 +16,16 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
-from engine_test_utils import TINY_OPTS, load_checkpoint, read_metrics, run, tail, train_net_cmd
-from helpers import FP32_RTOL, assert_close_to_reference
+from helpers import (
+    FP32_RTOL,
+    TINY_OPTS,
+    assert_close_to_reference,
+    load_checkpoint,
+    read_metrics,
+    run,
+    tail,
+    train_net_cmd,
+)
 
 from contextrast.modeling.contrast import ContextrastCriterion
 from contextrast.modeling.contrast.anchors import class_anchors, mix_anchors

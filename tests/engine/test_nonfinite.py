@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 from detectron2.engine import HookBase
-from engine_test_utils import tiny_cfg
+from helpers import TINY_OPTS, demo_cfg
 
 from contextrast.engine import ContextrastTrainer, NonFiniteLossError
 
@@ -48,7 +48,7 @@ class _Snapshots(HookBase):
 
 
 def _trainer(tmp_path, *opts, nan_at=()):
-    cfg = tiny_cfg(*RUN, *opts, output_dir=str(tmp_path))
+    cfg = demo_cfg(*TINY_OPTS, *RUN, *opts, output_dir=str(tmp_path))
     trainer = ContextrastTrainer(cfg)
     trainer.resume_or_load(resume=False)
     inner = trainer._trainer
@@ -112,4 +112,4 @@ def test_skip_mode_stops_after_too_many_consecutive_skips(tmp_path):
 
 def test_invalid_nonfinite_mode(tmp_path):
     with pytest.raises(ValueError, match="SOLVER.NONFINITE_LOSS"):
-        ContextrastTrainer(tiny_cfg(*RUN, "SOLVER.NONFINITE_LOSS", "ignore"))
+        ContextrastTrainer(demo_cfg(*TINY_OPTS, *RUN, "SOLVER.NONFINITE_LOSS", "ignore"))

@@ -6,16 +6,17 @@ import os
 import pytest
 import torch
 import yaml
-from engine_test_utils import (
+from helpers import (
     EVAL_OPTS,
     LOSS_KEYS,
     RUN_OPTS,
+    TINY_OPTS,
     assert_same_tensors,
+    demo_cfg,
     load_checkpoint,
     read_metrics,
     run,
     tail,
-    tiny_cfg,
     train_net_cmd,
 )
 
@@ -84,9 +85,11 @@ def restore_torch_flags():
 
 def test_deterministic_switch(restore_torch_flags, monkeypatch):
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
-    configure_determinism(tiny_cfg("DETERMINISTIC", "True"))
+    configure_determinism(demo_cfg(*TINY_OPTS, "DETERMINISTIC", "True"))
     assert torch.are_deterministic_algorithms_enabled()
     assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"]
     with pytest.raises(ValueError, match="CUDNN_BENCHMARK"):
-        configure_determinism(tiny_cfg("DETERMINISTIC", "True", "CUDNN_BENCHMARK", "True"))
+        configure_determinism(
+            demo_cfg(*TINY_OPTS, "DETERMINISTIC", "True", "CUDNN_BENCHMARK", "True")
+        )

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 
-from engine_test_utils import (
+from helpers import (
     LOSS_KEYS,
     ROOT,
     RUN_OPTS,

@@ -3,8 +3,7 @@
 import pytest
 import torch
 from detectron2.layers import ShapeSpec
-from eval_helpers import tiny_cfg, tiny_model
-from helpers import FP32_RTOL, assert_close_to_reference
+from helpers import FP32_RTOL, SMALL_HEADS_OPTS, assert_close_to_reference, demo_cfg, tiny_model
 
 from contextrast.evaluation import ClassifierInputCapture, SegmentorWithEmbeddings, find_classifier
 from contextrast.modeling.heads import HRNetV2Head, OCRHead
@@ -12,7 +11,7 @@ from contextrast.modeling.heads import HRNetV2Head, OCRHead
 
 @torch.no_grad()
 def test_aspp_embeddings_are_the_aspp_output_cropped_per_image():
-    model = tiny_model(tiny_cfg())
+    model = tiny_model(demo_cfg(*SMALL_HEADS_OPTS))
     g = torch.Generator().manual_seed(0)
     images = [torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8)
               for h, w in [(70, 90), (40, 50)]]  # fmt: skip

@@ -6,8 +6,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from eval_helpers import tiny_cfg
-from helpers import FP32_RTOL, assert_close_to_reference
+from helpers import FP32_RTOL, SMALL_HEADS_OPTS, assert_close_to_reference, demo_cfg
 
 from contextrast.evaluation import (
     ClassFeatureStats,
@@ -146,7 +145,7 @@ def test_evaluator_downsamples_labels_and_drops_ignore():
 
 def test_evaluator_from_config(subset):
     name = subset("synth_streets_val", 1)
-    cfg = tiny_cfg(opts=["TEST.FEATURE_METRICS.NUM_NEIGHBOURS", "2"])
+    cfg = demo_cfg(*SMALL_HEADS_OPTS, "TEST.FEATURE_METRICS.NUM_NEIGHBOURS", "2")
     evaluator = FeatureMetricsEvaluator(cfg, name)
     assert evaluator.num_neighbours == 2 and evaluator.max_samples_per_class == 2048
     assert evaluator.num_classes == 8 and evaluator.class_names[0] == "road"

@@ -13,7 +13,7 @@ from detectron2.projects.deeplab import add_deeplab_config
 from PIL import Image
 
 from contextrast.config import add_contextrast_config
-from contextrast.data import build_sem_seg_evaluator
+from contextrast.evaluation import build_sem_seg_evaluator
 
 # Raw label values 10/20/30 are classes 0/1/2; 11 is void (CamVid-style) -> ignore.
 LUT = np.full(256, 255, dtype=np.int64)

@@ -8,12 +8,12 @@ import sys
 import pytest
 import torch
 from detectron2.data import DatasetCatalog
-from eval_helpers import DEMO, ROOT, TINY_OPTS, tiny_cfg, tiny_model
+from helpers import BASELINE_CONFIG, DEMO_CONFIG, ROOT, SMALL_HEADS_OPTS, demo_cfg, tiny_model
 from PIL import Image
 
 from contextrast.evaluation.visualization import CAPTION_HEIGHT, GAP
 
-CONFIGS = [os.path.join(DEMO, "baseline.yaml"), os.path.join(DEMO, "contextrast.yaml")]
+CONFIGS = [BASELINE_CONFIG, DEMO_CONFIG]
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +23,14 @@ def weights(tmp_path_factory):
     paths = []
     for config, seed in zip(CONFIGS, (1, 2)):
         path = str(folder / f"{os.path.basename(config)}.pth")
-        model = tiny_model(tiny_cfg(os.path.basename(config)), seed=seed)
+        model = tiny_model(demo_cfg(*SMALL_HEADS_OPTS, config=config), seed=seed)
         torch.save({"model": model.state_dict()}, path)
         paths.append(path)
     return paths
 
 
 def run_tool(name, args):
-    cmd = [sys.executable, os.path.join(ROOT, "tools", name)] + args + TINY_OPTS
+    cmd = [sys.executable, os.path.join(ROOT, "tools", name)] + args + SMALL_HEADS_OPTS
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr

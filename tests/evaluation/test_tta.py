@@ -3,7 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from eval_helpers import tiny_cfg, tiny_model
+from helpers import SMALL_HEADS_OPTS, demo_cfg, tiny_model
 
 from contextrast.engine import ContextrastTrainer
 from contextrast.evaluation import SemSegTTA
@@ -11,7 +11,7 @@ from contextrast.evaluation import SemSegTTA
 
 @pytest.fixture(scope="module")
 def model():
-    return tiny_model(tiny_cfg())
+    return tiny_model(demo_cfg(*SMALL_HEADS_OPTS))
 
 
 def image(h=70, w=90, seed=0):
@@ -32,7 +32,7 @@ def test_single_scale_without_flip_is_the_plain_softmax(model):
     assert len(out) == 1 and out[0]["sem_seg"].shape == (8, 70, 90)
     torch.testing.assert_close(out[0]["sem_seg"], softmax_of(model, img), rtol=0, atol=1e-6)
     # Built from the config: the same with TEST.AUG.SCALES (1.0,) and no flip.
-    cfg = tiny_cfg(opts=["TEST.AUG.SCALES", "(1.0,)", "TEST.AUG.FLIP", "False"])
+    cfg = demo_cfg(*SMALL_HEADS_OPTS, "TEST.AUG.SCALES", "(1.0,)", "TEST.AUG.FLIP", "False")
     out_cfg = SemSegTTA(cfg, model)([{"image": img}])
     torch.testing.assert_close(out_cfg[0]["sem_seg"], out[0]["sem_seg"], rtol=0, atol=1e-6)
 
@@ -65,7 +65,7 @@ def test_scales_resize_the_input_and_average_at_the_original_size(model):
 
 
 def test_paper_scales_and_detectron2_min_sizes():
-    cfg = tiny_cfg(opts=["TEST.AUG.ENABLED", "True"])
+    cfg = demo_cfg(*SMALL_HEADS_OPTS, "TEST.AUG.ENABLED", "True")
     tta = SemSegTTA(cfg, torch.nn.Identity())
     assert tta.scales == (0.75, 1.0, 1.25, 1.5, 1.75, 2.0) and tta.flip and tta.num_views == 12
     assert tta.target_sizes(360, 480) == [(270, 360), (360, 480), (450, 600), (540, 720),
@@ -100,8 +100,8 @@ def test_training_only_parts_never_run(model, monkeypatch):
 @torch.no_grad()
 def test_trainer_test_runs_the_tta_model(subset):
     name = subset("synth_streets_val", 2)
-    cfg = tiny_cfg(opts=["DATASETS.TEST", f"('{name}',)", "TEST.AUG.ENABLED", "True",
-                         "TEST.AUG.SCALES", "(0.5, 1.0)"])  # fmt: skip
+    cfg = demo_cfg(*SMALL_HEADS_OPTS, "DATASETS.TEST", f"('{name}',)", "TEST.AUG.ENABLED", "True",
+                   "TEST.AUG.SCALES", "(0.5, 1.0)")  # fmt: skip
     model = tiny_model(cfg)
     calls = []
     model.register_forward_hook(lambda m, args, out: calls.append(len(args[0])))
@@ -115,9 +115,9 @@ def test_trainer_test_runs_the_tta_model(subset):
 def test_camvid_val_with_tta_through_sem_seg_evaluator(camvid_root, subset):
     name = subset("camvid_val", 2)
     # Inputs shrunk to 90x120 for speed; the TTA output is scored at the original 360x480.
-    cfg = tiny_cfg(opts=["DATASETS.TEST", f"('{name}',)", "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "11",
-                         "INPUT.FORMAT", "RGB", "INPUT.MIN_SIZE_TEST", "90",
-                         "TEST.AUG.ENABLED", "True"])  # fmt: skip
+    cfg = demo_cfg(*SMALL_HEADS_OPTS, "DATASETS.TEST", f"('{name}',)",
+                   "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "11", "INPUT.FORMAT", "RGB",
+                   "INPUT.MIN_SIZE_TEST", "90", "TEST.AUG.ENABLED", "True")  # fmt: skip
     model = tiny_model(cfg)
     sizes = []
     model.register_forward_hook(lambda m, args, out: sizes.append(tuple(out[0]["sem_seg"].shape)))

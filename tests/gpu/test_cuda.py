@@ -3,36 +3,23 @@
 These tests skip without a GPU (CI has none); ``scripts/gpu_checks.sh`` runs them on a GPU host.
 """
 
-import os
-
 import numpy as np
 import pytest
 import torch
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
-from helpers import assert_close_to_reference
+from helpers import assert_close_to_reference, demo_cfg
 from scipy import ndimage
 
-from contextrast.config import get_contextrast_cfg
+from bench.binary_edt import squared_distance_transform
 from contextrast.modeling.contrast.bane import select_boundary_negatives
-from contextrast.modeling.contrast.edt import (
-    squared_distance_to_other_label,
-    squared_distance_transform,
-)
+from contextrast.modeling.contrast.edt import squared_distance_to_other_label
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
-ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 # CUDA vs CPU kernels in strict float32: the export parity check on an H200 measured 3e-6 of the
 # largest logit for HRNetV2-W48 (deploy/README.md); this network is much shallower.
 CUDA_FP32_RTOL = 1e-4
-
-
-def _cfg(*opts):
-    cfg = get_contextrast_cfg()
-    cfg.merge_from_file(os.path.join(ROOT, "configs", "demo", "contextrast.yaml"))
-    cfg.merge_from_list(["MODEL.DEVICE", "cuda", *opts])
-    return cfg
 
 
 def _batch(device, n=4, h=96, w=128, num_classes=8, seed=0):
@@ -86,7 +73,7 @@ def test_cuda_bane_selection_matches_cpu():
 def test_amp_training_step_is_finite_float32_and_never_syncs():
     """A full CE + CCL + BANE step under autocast: no host synchronisation anywhere in it."""
     torch.manual_seed(0)
-    model = build_model(_cfg("SOLVER.AMP.ENABLED", "True"))
+    model = build_model(demo_cfg("MODEL.DEVICE", "cuda", "SOLVER.AMP.ENABLED", "True"))
     model.train()
     batch = _batch("cuda")
     with EventStorage(1):  # iteration 1: not a statistics-logging iteration
@@ -109,7 +96,7 @@ def test_amp_training_step_is_finite_float32_and_never_syncs():
 
 def test_cuda_inference_matches_cpu():
     torch.manual_seed(0)
-    model = build_model(_cfg()).eval()
+    model = build_model(demo_cfg("MODEL.DEVICE", "cuda")).eval()
     images = torch.rand(2, 3, 64, 96) * 255
     # Strict float32 on the GPU (TF32 rounds operands to 10 mantissa bits, ~1e-3 each), as the
     # deploy parity check does; the bound is relative to the largest logit (~1e-2 here).

@@ -1,5 +1,55 @@
-"""Helpers shared by the test files."""
+"""Helpers shared by the test files (the role ``detectron2/utils/testing.py`` plays for
+detectron2's tests): repository paths, the demo configs and tiny models, real training
+processes, and scale-aware numeric comparisons. Import them from the package:
+``from helpers import demo_cfg, assert_close_to_reference``.
 
+``helpers`` is importable because ``pytest.ini`` puts ``tests/`` (and the repository root, for
+the ``deploy`` scripts) on the import path.
+"""
+
+from .configs import SMALL_HEADS_OPTS, TINY_OPTS, demo_cfg, tiny_model
 from .numeric import FP32_ATOL, FP32_RTOL, TF32_RTOL, assert_close_to_reference
+from .paths import BASELINE_CONFIG, CONFIGS_DIR, DEMO_CONFIG, ROOT, TRAIN_NET, tool
+from .processes import (
+    EVAL_OPTS,
+    LOSS_KEYS,
+    RUN_OPTS,
+    assert_same_tensors,
+    last_checkpoint,
+    load_checkpoint,
+    read_metrics,
+    run,
+    subprocess_env,
+    tail,
+    train_net_cmd,
+    wait_for,
+)
 
-__all__ = ["FP32_ATOL", "FP32_RTOL", "TF32_RTOL", "assert_close_to_reference"]
+__all__ = [
+    "BASELINE_CONFIG",
+    "CONFIGS_DIR",
+    "DEMO_CONFIG",
+    "EVAL_OPTS",
+    "FP32_ATOL",
+    "FP32_RTOL",
+    "LOSS_KEYS",
+    "ROOT",
+    "RUN_OPTS",
+    "SMALL_HEADS_OPTS",
+    "TF32_RTOL",
+    "TINY_OPTS",
+    "TRAIN_NET",
+    "assert_close_to_reference",
+    "assert_same_tensors",
+    "demo_cfg",
+    "last_checkpoint",
+    "load_checkpoint",
+    "read_metrics",
+    "run",
+    "subprocess_env",
+    "tail",
+    "tiny_model",
+    "tool",
+    "train_net_cmd",
+    "wait_for",
+]

@@ -1,4 +1,5 @@
-"""Helpers shared by the engine tests: tiny configs and real tools/train_net.py processes."""
+"""Real ``tools/train_net.py`` processes for the tests: commands, environment, logs, metrics and
+checkpoints of their runs."""
 
 import json
 import os
@@ -10,17 +11,9 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-TRAIN_NET = os.path.join(ROOT, "tools", "train_net.py")
-DEMO_CONFIG = os.path.join(ROOT, "configs", "demo", "contextrast.yaml")
+from .configs import TINY_OPTS
+from .paths import DEMO_CONFIG, ROOT, TRAIN_NET
 
-# The demo model at toy size: small crops, batch 2, no workers, thin projection heads.
-TINY_OPTS = [
-    "SOLVER.IMS_PER_BATCH", "2",
-    "INPUT.CROP.SIZE", "(64, 64)",
-    "DATALOADER.NUM_WORKERS", "0",
-    "MODEL.CONTEXTRAST.PROJ_DIM", "16",
-]  # fmt: skip
 # Short runs that checkpoint often and log every iteration's raw losses to metrics.json.
 RUN_OPTS = TINY_OPTS + [
     "SOLVER.MAX_ITER", "12",
@@ -33,18 +26,8 @@ EVAL_OPTS = ["DATASETS.TEST", "('synth_streets_val',)", "INPUT.MIN_SIZE_TEST", "
 LOSS_KEYS = ("total_loss", "loss_sem_seg", "loss_contrast", "lr")
 
 
-def tiny_cfg(*opts: str, output_dir: str = ""):
-    """The demo config with :data:`TINY_OPTS` and ``opts`` (unfrozen)."""
-    from contextrast.config import get_contextrast_cfg, merge_config
-
-    cfg = get_contextrast_cfg()
-    merge_config(cfg, DEMO_CONFIG, TINY_OPTS + list(opts))
-    if output_dir:
-        cfg.OUTPUT_DIR = output_dir
-    return cfg
-
-
 def subprocess_env() -> Dict[str, str]:
+    """Environment of a test's training process."""
     env = dict(os.environ)
     # One thread per process: the tests share two cores, and a fixed thread count is part of
     # what makes CPU runs bit-identical.
@@ -55,6 +38,7 @@ def subprocess_env() -> Dict[str, str]:
 
 
 def train_net_cmd(output_dir: str, opts: Sequence[str], *, resume=False, extra=()) -> List[str]:
+    """``tools/train_net.py`` on the demo config with ``opts`` into ``output_dir``."""
     cmd = [sys.executable, TRAIN_NET, "--config-file", DEMO_CONFIG, *extra]
     if resume:
         cmd.append("--resume")
@@ -78,6 +62,7 @@ def run(cmd: List[str], log_path: str, timeout: float) -> subprocess.CompletedPr
 
 
 def tail(path: str, n: int = 60) -> str:
+    """The last ``n`` lines of a log file."""
     with open(path, errors="replace") as f:
         return "".join(f.readlines()[-n:])
 
@@ -93,6 +78,7 @@ def read_metrics(output_dir: str) -> Dict[int, dict]:
 
 
 def last_checkpoint(output_dir: str) -> Optional[str]:
+    """The file named by ``last_checkpoint`` in ``output_dir``, or None."""
     path = os.path.join(output_dir, "last_checkpoint")
     if not os.path.exists(path):
         return None
@@ -101,6 +87,7 @@ def last_checkpoint(output_dir: str) -> Optional[str]:
 
 
 def wait_for(predicate, timeout: float, proc: Optional[subprocess.Popen] = None) -> None:
+    """Poll ``predicate`` until it holds; fail on timeout or when ``proc`` exits first."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if proc is not None and proc.poll() is not None:
@@ -111,6 +98,7 @@ def wait_for(predicate, timeout: float, proc: Optional[subprocess.Popen] = None)
 
 
 def load_checkpoint(path: str) -> dict:
+    """A whole checkpoint file (model, optimizer, trainer state)."""
     return torch.load(path, map_location="cpu", weights_only=False)
 
 

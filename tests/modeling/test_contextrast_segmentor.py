@@ -1,28 +1,15 @@
 """ContextrastSegmentor: gradients, the training/eval split, edge cases, AMP dtype."""
 
-import os
-
 import pytest
 import torch
 import torch.nn.functional as F
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
-from helpers import FP32_RTOL, assert_close_to_reference
+from helpers import FP32_RTOL, SMALL_HEADS_OPTS, assert_close_to_reference, demo_cfg
 
-from contextrast.config import get_contextrast_cfg
 from contextrast.modeling import ContextrastCriterion
 
-ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 IGNORE = 255
-
-
-def _cfg(**overrides):
-    cfg = get_contextrast_cfg()
-    cfg.merge_from_file(os.path.join(ROOT, "configs", "demo", "contextrast.yaml"))
-    cfg.MODEL.CONTEXTRAST.PROJ_DIM = 16
-    for k, v in overrides.items():
-        cfg.merge_from_list([k, v])
-    return cfg
 
 
 def _batch(n=2, h=67, w=83, num_classes=8, seed=0):
@@ -39,7 +26,7 @@ def _batch(n=2, h=67, w=83, num_classes=8, seed=0):
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(43)
-    return build_model(_cfg())
+    return build_model(demo_cfg(*SMALL_HEADS_OPTS))
 
 
 def test_training_losses_and_gradients_reach_heads_and_backbone(model):
@@ -100,17 +87,16 @@ def test_forward_logits_equals_eval_forward(model):
 
 
 def test_baseline_has_no_training_only_modules():
-    base = build_model(_cfg(**{"MODEL.CONTEXTRAST.ENABLED": "False"}))
-    full = build_model(_cfg())
+    base = build_model(demo_cfg(*SMALL_HEADS_OPTS, "MODEL.CONTEXTRAST.ENABLED", "False"))
+    full = build_model(demo_cfg(*SMALL_HEADS_OPTS))
     assert base.contrast_heads is None and base.criterion is None
     assert not any(k.startswith("contrast_heads.") for k in base.state_dict())
     inference_keys = {k for k in full.state_dict() if not k.startswith("contrast_heads.")}
     assert inference_keys == set(base.state_dict())
 
 
-def _criterion(**kw):
-    cfg = _cfg(**kw)
-    return ContextrastCriterion(cfg)
+def _criterion(*opts):
+    return ContextrastCriterion(demo_cfg(*SMALL_HEADS_OPTS, *opts))
 
 
 def _embeddings(b, sizes, d=16, seed=0, requires_grad=True):
@@ -183,7 +169,7 @@ def test_contrastive_math_stays_float32_under_autocast():
 
 
 def test_warmup_ramps_alpha():
-    crit = _criterion(**{"MODEL.CONTEXTRAST.WARMUP_ITERS": "10"})
+    crit = _criterion("MODEL.CONTEXTRAST.WARMUP_ITERS", "10")
     assert crit.effective_weight(0) == pytest.approx(0.01)
     assert crit.effective_weight(4) == pytest.approx(0.05)
     assert crit.effective_weight(100) == pytest.approx(0.1)
@@ -201,4 +187,4 @@ def test_warmup_ramps_alpha():
 )
 def test_invalid_values_fail_at_build_time(key, value, match):
     with pytest.raises(ValueError, match=match):
-        build_model(_cfg(**{key: value}))
+        build_model(demo_cfg(*SMALL_HEADS_OPTS, key, value))

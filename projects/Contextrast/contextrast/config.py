@@ -1,4 +1,7 @@
-"""Config keys of the Contextrast project: the only place where keys are added."""
+"""Config keys of the Contextrast project (the only place where keys are added) and the one
+config loader of every entry point, :func:`load_config`."""
+
+from typing import Optional, Sequence
 
 from detectron2.config import CfgNode as CN
 
@@ -210,3 +213,41 @@ def check_device(cfg) -> None:
             f"MODEL.DEVICE is {device!r} (detectron2's default) but no CUDA GPU is visible here: "
             "add `MODEL.DEVICE cpu` to the command line (or the config) to run on the CPU"
         )
+
+
+def load_config(
+    config_file: str,
+    opts: Sequence[str] = (),
+    *,
+    weights: Optional[str] = None,
+    device: Optional[str] = None,
+    freeze: bool = True,
+):
+    """The project config of a YAML file: what every entry point (training, evaluation, export,
+    analysis) and the tests read configs with.
+
+    detectron2's defaults + DeepLab's + Contextrast's keys (:func:`get_contextrast_cfg`), then the
+    file, then the ``KEY VALUE`` overrides (:func:`merge_config`: an unknown key raises
+    :class:`UnknownConfigKeyError` naming the closest keys), then ``weights`` / ``device``.
+
+    Args:
+        config_file: YAML config of the project ("" = the defaults only).
+        opts: ``KEY VALUE`` overrides applied after the file, as on the command line.
+        weights: when given, ``MODEL.WEIGHTS``.
+        device: when given, ``MODEL.DEVICE`` (e.g. "cpu" for export and analysis tools).
+        freeze: freeze the config and check ``MODEL.DEVICE`` (:func:`check_device`); False
+            returns it unfrozen and unchecked, for callers that change it further.
+
+    Returns:
+        The config (a detectron2 ``CfgNode``).
+    """
+    cfg = get_contextrast_cfg()
+    merge_config(cfg, config_file, list(opts))
+    if weights:
+        cfg.MODEL.WEIGHTS = weights
+    if device:
+        cfg.MODEL.DEVICE = device
+    if freeze:
+        cfg.freeze()
+        check_device(cfg)
+    return cfg

@@ -11,31 +11,62 @@ Two failure modes of detectron2's ``DetectionCheckpointer`` matter for long jobs
   whose shape differs, and any model tensor the checkpoint lacks, is an error listing them, with
   two expected exceptions: the training-only projection heads (``contrast_heads.``), and the
   non-backbone parts when the checkpoint holds backbone weights only (an ImageNet initialisation).
+
+``exact=True`` is the check of deployment (``contextrast.export``): every tensor of the model and of
+the checkpoint must match, except the checkpoint's training-only tensors, which are dropped and
+reported (:class:`LoadReport`).
 """
 
 import glob
 import logging
 import os
 import tempfile
-from typing import Callable, List
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
 
+import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from fvcore.common.checkpoint import _filter_reused_missing_keys
+from fvcore.common.checkpoint import _filter_reused_missing_keys, _strip_prefix_if_present
 
-__all__ = ["ContextrastCheckpointer", "CheckpointMismatchError", "atomic_write"]
+__all__ = [
+    "BACKBONE_PREFIX",
+    "MAX_LISTED_KEYS",
+    "TRAINING_ONLY_PREFIX",
+    "CheckpointMismatchError",
+    "ContextrastCheckpointer",
+    "LoadReport",
+    "atomic_write",
+]
 
 logger = logging.getLogger(__name__)
 
-# Parameters that exist only while training with Contextrast; a baseline checkpoint lacks them.
-TRAINING_ONLY_PREFIXES = ("contrast_heads.",)
+# Module prefix of everything training-only in ContextrastSegmentor (its ``contrast_heads``
+# projection heads, docs/architecture.md): a baseline or inference network lacks these tensors.
+TRAINING_ONLY_PREFIX = "contrast_heads."
 BACKBONE_PREFIX = "backbone."
+MAX_LISTED_KEYS = 40  # entries per category in a mismatch error, then "... and N more"
 _TMP_SUFFIX = ".tmp"
-_MAX_LISTED = 40  # entries per category in a mismatch error
 
 
 class CheckpointMismatchError(ValueError):
-    """A checkpoint does not fit the model (raised with ``MODEL.WEIGHTS_STRICT``)."""
+    """A checkpoint does not fit the model (raised with ``MODEL.WEIGHTS_STRICT`` and ``exact``)."""
+
+
+@dataclass
+class LoadReport:
+    """What the last :meth:`ContextrastCheckpointer.load` did with the checkpoint's tensors.
+
+    Attributes:
+        loaded: checkpoint tensors loaded into the model.
+        dropped: names of the checkpoint's training-only tensors (``contrast_heads.*``) that the
+            model does not have, sorted (e.g. a Contextrast checkpoint in an inference network).
+        dropped_elements: their number of elements.
+    """
+
+    loaded: int = 0
+    dropped: List[str] = field(default_factory=list)
+    dropped_elements: int = 0
 
 
 def _fsync_dir(path: str) -> None:
@@ -78,22 +109,30 @@ def atomic_write(path: str, write: Callable, mode: str = "wb") -> None:
 
 
 def _listing(title: str, lines: List[str]) -> str:
-    shown = "".join(f"\n    {line}" for line in lines[:_MAX_LISTED])
-    more = f"\n    ... and {len(lines) - _MAX_LISTED} more" if len(lines) > _MAX_LISTED else ""
+    shown = "".join(f"\n    {line}" for line in lines[:MAX_LISTED_KEYS])
+    extra = len(lines) - MAX_LISTED_KEYS
+    more = f"\n    ... and {extra} more" if extra > 0 else ""
     return f"\n  {len(lines)} {title}:{shown}{more}"
 
 
 class ContextrastCheckpointer(DetectionCheckpointer):
     """``DetectionCheckpointer`` with atomic saves and (optionally) strict loading."""
 
-    def __init__(self, model, save_dir: str = "", *, strict: bool = True, **kwargs):
+    def __init__(
+        self, model, save_dir: str = "", *, strict: bool = True, exact: bool = False, **kwargs
+    ):
         """
         Args:
             model, save_dir, kwargs: as for ``DetectionCheckpointer``.
             strict: ``MODEL.WEIGHTS_STRICT``; False keeps detectron2's skip-and-warn loading.
+            exact: stricter still (implies ``strict``): checkpoint tensors the model does not
+                have are errors too, except the training-only ones, and backbone-only
+                checkpoints are not accepted. For inference networks (deployment).
         """
         super().__init__(model, save_dir, **kwargs)
-        self.strict = strict
+        self.strict = strict or exact
+        self.exact = exact
+        self.last_load_report: Optional[LoadReport] = None
         self._loading = ""
 
     # ---- saving ---------------------------------------------------------------------------
@@ -162,9 +201,30 @@ class ContextrastCheckpointer(DetectionCheckpointer):
 
     def _load_model(self, checkpoint):
         model_keys = set(self.model.state_dict())
+        state = checkpoint["model"]
+        _strip_prefix_if_present(state, "module.")  # as the parent does (DDP checkpoints)
+        dropped = sorted(
+            k for k in state if k.startswith(TRAINING_ONLY_PREFIX) and k not in model_keys
+        )
+        elements = sum(int(np.prod(tuple(state[k].shape))) for k in dropped)
+        shared = len(model_keys & set(state))
         incompatible = super()._load_model(checkpoint)
+        # Expected when a Contextrast checkpoint meets a baseline / inference network: reported
+        # here instead of detectron2's warning about unused checkpoint keys.
+        for k in dropped:
+            incompatible.unexpected_keys.remove(k)
+        if dropped:
+            logger.info(
+                "Dropped %d training-only tensors (%s*, %d elements) from %s",
+                len(dropped),
+                TRAINING_ONLY_PREFIX,
+                elements,
+                self._loading,
+            )
         if self.strict:
             self._check_strict(incompatible, model_keys)
+        loaded = shared - len(incompatible.incorrect_shapes)
+        self.last_load_report = LoadReport(loaded, dropped, elements)
         return incompatible
 
     def _check_strict(self, incompatible, model_keys) -> None:
@@ -175,8 +235,10 @@ class ContextrastCheckpointer(DetectionCheckpointer):
         # BatchNorm fills a missing num_batches_tracked itself, so it never counts as loaded.
         loaded = {k for k in loaded if not k.endswith("num_batches_tracked")}
         missing = _filter_reused_missing_keys(self.model, sorted(missing_all))
-        missing = [k for k in missing if not k.startswith(TRAINING_ONLY_PREFIXES)]
-        backbone_only = bool(loaded) and all(k.startswith(BACKBONE_PREFIX) for k in loaded)
+        missing = [k for k in missing if not k.startswith(TRAINING_ONLY_PREFIX)]
+        backbone_only = (
+            not self.exact and bool(loaded) and all(k.startswith(BACKBONE_PREFIX) for k in loaded)
+        )
         if backbone_only:
             heads = [k for k in missing if not k.startswith(BACKBONE_PREFIX)]
             if heads:
@@ -190,7 +252,7 @@ class ContextrastCheckpointer(DetectionCheckpointer):
         shapes = [
             f"{k}: {tuple(ckpt)} in the checkpoint, {tuple(model)} in the model"
             for k, ckpt, model in incompatible.incorrect_shapes
-            if not k.startswith(TRAINING_ONLY_PREFIXES)
+            if not k.startswith(TRAINING_ONLY_PREFIX)
         ]
         if len(shapes) < len(incompatible.incorrect_shapes):
             # Another PROJ_DIM: irrelevant at inference; in training the heads start afresh.
@@ -198,18 +260,26 @@ class ContextrastCheckpointer(DetectionCheckpointer):
                 "Checkpoint %s: training-only projection heads (%s) of another shape start "
                 "from their initialisation",
                 self._loading,
-                ", ".join(TRAINING_ONLY_PREFIXES),
+                TRAINING_ONLY_PREFIX,
             )
-        if not shapes and not missing:
+        unexpected = sorted(incompatible.unexpected_keys)  # training-only ones already removed
+        if not shapes and not missing and not (self.exact and unexpected):
             return
-        msg = f"Checkpoint {self._loading} does not fit the model (MODEL.WEIGHTS_STRICT True):"
+        mode = "exactly" if self.exact else "(MODEL.WEIGHTS_STRICT True)"
+        msg = f"Checkpoint {self._loading} does not fit the model {mode}:"
         if shapes:
             msg += _listing("tensors with different shapes", shapes)
         if missing:
             msg += _listing("model tensors missing from the checkpoint", sorted(missing))
-        unexpected = sorted(incompatible.unexpected_keys)
         if unexpected:
             msg += _listing("checkpoint tensors the model does not have", unexpected)
+        if self.exact:
+            msg += (
+                "\nIt was saved from another architecture or class count: check the config file "
+                "and its options (MODEL.BACKBONE, MODEL.RESNETS / MODEL.HRNET, "
+                "MODEL.SEM_SEG_HEAD.NUM_CLASSES) against the checkpoint's config.yaml."
+            )
+            raise CheckpointMismatchError(msg)
         msg += (
             "\nIt was saved from another architecture or class count (compare MODEL.BACKBONE, "
             "MODEL.RESNETS / MODEL.HRNET and MODEL.SEM_SEG_HEAD.NUM_CLASSES with its config.yaml)."

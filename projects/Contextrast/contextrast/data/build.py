@@ -1,4 +1,4 @@
-"""A resumable, worker-count-independent stream of training samples.
+"""Training loader: a resumable, worker-count-independent stream of training samples.
 
 detectron2's training loader restarts its shuffled stream from the beginning after ``--resume``
 and seeds augmentations from the data-loader workers' RNGs, so a resumed run sees other images
@@ -14,7 +14,6 @@ and its global position in the stream:
   trained, so a resumed run continues the stream where the checkpoint left it.
 """
 
-import itertools
 import logging
 import random
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
@@ -25,67 +24,17 @@ from detectron2.data import get_detection_dataset_dicts
 from detectron2.data.build import build_batch_data_loader
 from detectron2.data.common import DatasetFromList, ToIterableDataset
 from detectron2.utils import comm
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
+
+from .samplers import SAMPLE_SEED_TAG, ResumableTrainingSampler, derive_seed
 
 __all__ = [
-    "ResumableTrainingSampler",
     "SeededMapDataset",
     "ResumableLoader",
     "build_resumable_train_loader",
-    "derive_seed",
 ]
 
 logger = logging.getLogger(__name__)
-
-# Domain tags: seeds derived for different purposes never coincide.
-SAMPLE_SEED_TAG = 1
-ITERATION_SEED_TAG = 2
-
-
-def derive_seed(*entropy: int) -> int:
-    """A well-mixed 32-bit seed from integers (numpy's ``SeedSequence``; no correlated streams)."""
-    return int(np.random.SeedSequence([int(e) for e in entropy]).generate_state(1)[0])
-
-
-class ResumableTrainingSampler(Sampler):
-    """Infinite shuffled stream of ``(position, index)`` pairs for this process.
-
-    Same order as detectron2's ``TrainingSampler`` (one ``randperm`` per epoch from a seeded
-    generator, processes interleaved), plus the global position of every sample and a start
-    offset for resuming.
-    """
-
-    def __init__(self, size: int, seed: int, batch_size_per_process: int):
-        """
-        Args:
-            size: number of records in the dataset (> 0).
-            seed: data seed, identical on all processes.
-            batch_size_per_process: images per process and iteration.
-        """
-        if size <= 0:
-            raise ValueError(f"ResumableTrainingSampler: the training set is empty (size={size})")
-        self.size = size
-        self.seed = int(seed)
-        self.batch_size = batch_size_per_process
-        self.start_iter = 0
-        self._rank = comm.get_rank()
-        self._world_size = comm.get_world_size()
-
-    def set_start_iter(self, iteration: int) -> None:
-        """Start the stream after the samples of iterations ``0 .. iteration - 1``."""
-        self.start_iter = int(iteration)
-
-    def _global_stream(self) -> Iterator[int]:
-        g = torch.Generator()
-        g.manual_seed(self.seed)
-        while True:
-            yield from torch.randperm(self.size, generator=g).tolist()
-
-    def __iter__(self) -> Iterator[Tuple[int, int]]:
-        first = self._rank + self.start_iter * self.batch_size * self._world_size
-        positions = itertools.count(first, self._world_size)
-        indices = itertools.islice(self._global_stream(), first, None, self._world_size)
-        return zip(positions, indices)
 
 
 def _seed_all(seed: int) -> None:

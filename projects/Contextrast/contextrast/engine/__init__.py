@@ -1,14 +1,12 @@
-"""Training engine: the trainer and what makes long jobs safe (checkpoints, resume, NaN guard)."""
+"""Training engine: the trainer and what makes long jobs safe (resume, NaN guard, reproducible
+set-up, orderly shutdown). Checkpoints are in :mod:`contextrast.checkpoint`."""
 
-from .checkpoint import CheckpointMismatchError, ContextrastCheckpointer
 from .distributed import shutdown_distributed
 from .nonfinite import NonFiniteLossError
 from .reproducibility import contextrast_setup
 from .trainer import ContextrastTrainer
 
 __all__ = [
-    "CheckpointMismatchError",
-    "ContextrastCheckpointer",
     "ContextrastTrainer",
     "NonFiniteLossError",
     "contextrast_setup",

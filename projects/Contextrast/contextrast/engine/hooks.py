@@ -8,7 +8,7 @@ import torch
 from detectron2.engine import HookBase
 from detectron2.utils import comm
 
-from .data_stream import ITERATION_SEED_TAG, ResumableTrainingSampler, derive_seed
+from ..data.samplers import ITERATION_SEED_TAG, ResumableTrainingSampler, derive_seed
 
 __all__ = ["ResumableStreamHook"]
 

@@ -4,7 +4,7 @@ What makes two runs with the same ``SEED`` identical (see docs/running_long_jobs
 
 - detectron2's ``default_setup`` seeds the RNGs (model initialisation) and applies
   ``CUDNN_BENCHMARK``; ``config.yaml`` in ``OUTPUT_DIR`` records the full config;
-- the trainer's data stream and per-iteration reseeding (``engine/data_stream.py``,
+- the trainer's data stream and per-iteration reseeding (``data/build.py``,
   ``engine/hooks.py``) make data, augmentation and the loss's random sampling a function of the
   seed and the iteration, independent of ``DATALOADER.NUM_WORKERS``;
 - ``DETERMINISTIC True`` selects deterministic GPU kernels (cuDNN, cuBLAS, scatter/index ops);

@@ -1,23 +1,23 @@
 """ContextrastTrainer: detectron2's DefaultTrainer with the project's data, schedule and evaluators,
 made safe for long jobs (see docs/running_long_jobs.md)."""
 
+import contextlib
+import functools
 import logging
 import os
 import weakref
 
+import detectron2.engine.defaults as d2_defaults
 import torch
 from detectron2.data import build_detection_test_loader
-from detectron2.engine import DefaultTrainer, create_ddp_model, hooks
+from detectron2.engine import DefaultTrainer, hooks
 from detectron2.projects.deeplab import build_lr_scheduler
 from detectron2.utils import comm
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
-from detectron2.utils.logger import setup_logger
 
-from ..data.evaluation import build_sem_seg_evaluator
-from ..data.mapper import SemSegDatasetMapper
-from ..evaluation.tta import SemSegTTA
-from .checkpoint import ContextrastCheckpointer
-from .data_stream import ResumableLoader, build_resumable_train_loader
+from ..checkpoint import ContextrastCheckpointer
+from ..data import SemSegDatasetMapper, build_resumable_train_loader
+from ..evaluation import SemSegTTA, build_sem_seg_evaluator
 from .hooks import ResumableStreamHook
 from .nonfinite import GuardedAMPTrainer, GuardedSimpleTrainer
 
@@ -38,6 +38,26 @@ def _drop_partial_last_line(path: str) -> None:
             f.truncate(end)
 
 
+@contextlib.contextmanager
+def _ddp_without_device_ids_on_cpu(cfg):
+    """While :class:`DefaultTrainer` is constructed: wrap a CPU model in DDP without device ids.
+
+    ``DefaultTrainer.__init__`` wraps the model with detectron2's ``create_ddp_model``, which
+    passes ``device_ids=[local rank]``; ``DistributedDataParallel`` rejects device ids for a CPU
+    module, so ``--num-gpus N`` on a machine without GPUs (gloo) would fail there. For a CPU
+    model the function is given ``device_ids=None`` during the construction, then restored.
+    """
+    if torch.device(cfg.MODEL.DEVICE).type != "cpu":
+        yield
+        return
+    original = d2_defaults.create_ddp_model
+    d2_defaults.create_ddp_model = functools.partial(original, device_ids=None)
+    try:
+        yield
+    finally:
+        d2_defaults.create_ddp_model = original
+
+
 class ContextrastTrainer(DefaultTrainer):
     """DefaultTrainer with the sem-seg mapper and evaluator, poly LR and CPU-capable DDP, plus:
 
@@ -49,53 +69,50 @@ class ContextrastTrainer(DefaultTrainer):
     """
 
     def __init__(self, cfg):
-        """Same construction order as :class:`DefaultTrainer`, but DDP also wraps CPU models
-        (``--num-gpus N`` on a machine without GPUs trains with gloo)."""
-        super(DefaultTrainer, self).__init__()
-        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
-            setup_logger()
-        if not logging.getLogger("contextrast").isEnabledFor(logging.INFO):
-            setup_logger(name="contextrast")
-        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
-        model = self.build_model(cfg)
-        optimizer = self.build_optimizer(cfg, model)
-        data_loader = self.build_train_loader(cfg)
-        on_cuda = torch.device(cfg.MODEL.DEVICE).type == "cuda"
-        model = create_ddp_model(
-            model,
-            broadcast_buffers=False,
-            device_ids=[comm.get_local_rank()] if on_cuda else None,
-        )
-        trainer_cls = GuardedAMPTrainer if cfg.SOLVER.AMP.ENABLED else GuardedSimpleTrainer
-        self._trainer = trainer_cls(model, data_loader, optimizer)
+        """DefaultTrainer's construction; the one change is DDP for CPU models
+        (:func:`_ddp_without_device_ids_on_cpu`)."""
+        with _ddp_without_device_ids_on_cpu(cfg):
+            super().__init__(cfg)
+
+    def build_hooks(self):
+        """DefaultTrainer's hooks, with the project's training loop, checkpointer and writer
+        period, and :class:`ResumableStreamHook` first.
+
+        ``DefaultTrainer.__init__`` creates its training loop (``SimpleTrainer`` /
+        ``AMPTrainer``) and its ``DetectionCheckpointer`` just before it calls this method and
+        has no builder for either, so they are replaced here, before any hook holds them.
+        """
+        cfg = self.cfg
+        loop_cls = GuardedAMPTrainer if cfg.SOLVER.AMP.ENABLED else GuardedSimpleTrainer
+        plain = self._trainer
+        self._trainer = loop_cls(plain.model, plain.data_loader, plain.optimizer)
         self._trainer.configure_nonfinite(
             cfg.SOLVER.NONFINITE_LOSS, cfg.SOLVER.NONFINITE_MAX_SKIPS, self._resume_hint
         )
-        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = ContextrastCheckpointer(
-            model, cfg.OUTPUT_DIR, strict=cfg.MODEL.WEIGHTS_STRICT, trainer=weakref.proxy(self)
+            plain.model,
+            cfg.OUTPUT_DIR,
+            strict=cfg.MODEL.WEIGHTS_STRICT,
+            trainer=weakref.proxy(self),
         )
-        self.start_iter = 0
-        self.max_iter = cfg.SOLVER.MAX_ITER
-        self.cfg = cfg
-        self.register_hooks(self.build_hooks())
-
-    def build_hooks(self):
         ret = super().build_hooks()
-        for hook in ret:
-            if isinstance(hook, hooks.PeriodicWriter):
-                hook._period = self.cfg.SOLVER.LOG_PERIOD  # detectron2 fixes it to 20
+        for i, hook in enumerate(ret):
+            if isinstance(hook, hooks.PeriodicWriter):  # detectron2 writes every 20 iterations
+                ret[i] = hooks.PeriodicWriter(self._writers, period=cfg.SOLVER.LOG_PERIOD)
         # First, so every other hook's before_step already sees this iteration's seeds.
         ret.insert(0, ResumableStreamHook(self._trainer.data_loader.sampler))
         return ret
 
     def build_writers(self):
+        """detectron2's writers, smoothing over ``SOLVER.LOG_PERIOD`` iterations (kept for
+        :meth:`build_hooks`, which gives them to its own ``PeriodicWriter``)."""
         window = self.cfg.SOLVER.LOG_PERIOD
-        return [
+        self._writers = [
             CommonMetricPrinter(self.max_iter, window_size=window),
             JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"), window_size=window),
             TensorboardXWriter(self.cfg.OUTPUT_DIR, window_size=window),
         ]
+        return self._writers
 
     def resume_or_load(self, resume: bool = True):
         """As in DefaultTrainer; the data stream then resumes in ``before_train``."""
@@ -115,7 +132,7 @@ class ContextrastTrainer(DefaultTrainer):
         )
 
     @classmethod
-    def build_train_loader(cls, cfg) -> ResumableLoader:
+    def build_train_loader(cls, cfg):
         if not cfg.DATASETS.TRAIN:
             raise ValueError("DATASETS.TRAIN is empty: name at least one registered dataset")
         mapper = SemSegDatasetMapper(cfg, is_train=True, dataset_name=cfg.DATASETS.TRAIN[0])

@@ -1,5 +1,6 @@
-"""Evaluation beyond detectron2's evaluators: multi-scale + flip test-time augmentation, the
-paper's feature-level metrics (A, U, U_l) and prediction panels."""
+"""Evaluation: sem-seg evaluators that read labels as training does, multi-scale + flip test-time
+augmentation, the paper's feature-level metrics (A, U, U_l), prediction panels, and the set-up
+of the evaluation tools."""
 
 from .embeddings import ClassifierInputCapture, SegmentorWithEmbeddings, find_classifier
 from .feature_evaluator import FeatureMetricsEvaluator
@@ -14,9 +15,9 @@ from .inference import (
     build_eval_loader,
     dataset_records,
     inference_model,
-    load_eval_config,
     load_eval_model,
 )
+from .sem_seg_evaluation import build_sem_seg_evaluator
 from .tta import SemSegTTA
 from .visualization import colorize, make_panel
 
@@ -27,6 +28,7 @@ __all__ = [
     "SegmentorWithEmbeddings",
     "SemSegTTA",
     "build_eval_loader",
+    "build_sem_seg_evaluator",
     "class_alignment",
     "colorize",
     "compute_feature_metrics",
@@ -34,7 +36,6 @@ __all__ = [
     "find_classifier",
     "inference_model",
     "inter_class_uniformity",
-    "load_eval_config",
     "load_eval_model",
     "make_panel",
     "neighbourhood_uniformity",

@@ -9,34 +9,19 @@ from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, build_detection_test_loader
 from detectron2.modeling import build_model
 
-from ..config import check_device, get_contextrast_cfg, merge_config
+from ..checkpoint import ContextrastCheckpointer
+from ..config import load_config
 from ..data.mapper import SemSegDatasetMapper
-from ..engine.checkpoint import ContextrastCheckpointer
 from .tta import SemSegTTA
 
 __all__ = [
     "build_eval_loader",
     "dataset_records",
     "inference_model",
-    "load_eval_config",
     "load_eval_model",
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def load_eval_config(
-    config_file: str, weights: Optional[str] = None, opts: Sequence[str] = ()
-) -> CfgNode:
-    """The frozen project config of ``config_file`` + ``opts``, with ``MODEL.WEIGHTS = weights``
-    when weights are given."""
-    cfg = get_contextrast_cfg()
-    merge_config(cfg, config_file, list(opts))  # unknown keys get suggestions
-    if weights:
-        cfg.MODEL.WEIGHTS = weights
-    cfg.freeze()
-    check_device(cfg)
-    return cfg
 
 
 def load_eval_model(
@@ -52,7 +37,7 @@ def load_eval_model(
     Returns:
         (frozen cfg, model in eval mode).
     """
-    cfg = load_eval_config(config_file, weights, opts)
+    cfg = load_config(config_file, opts, weights=weights)
     model = build_model(cfg)
     if cfg.MODEL.WEIGHTS:
         # Strict by default: evaluating half-loaded weights would give meaningless numbers.

@@ -2,7 +2,7 @@
 
 detectron2's ``SemSegEvaluator`` loads each ground-truth file itself; here it gets a loading
 function that applies the dataset's ``label_lut`` and validates the values (see
-:func:`contextrast.data.mapper.load_sem_seg_label`), so e.g. CamVid's raw void value 11 becomes
+:func:`contextrast.data.labels.load_sem_seg_label`), so e.g. CamVid's raw void value 11 becomes
 the ignore label and is excluded from mIoU exactly as it is excluded from the training loss.
 """
 
@@ -18,7 +18,7 @@ from detectron2.evaluation import (
     SemSegEvaluator,
 )
 
-from .mapper import check_model_matches_dataset, label_spec_from_metadata, load_sem_seg_label
+from ..data.labels import check_model_matches_dataset, label_spec_from_metadata, load_sem_seg_label
 
 __all__ = ["build_sem_seg_evaluator"]
 

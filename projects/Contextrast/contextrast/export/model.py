@@ -1,38 +1,32 @@
-"""Inference network of a Contextrast config and its checkpoint, for the deploy scripts.
+"""The inference network of a Contextrast config and its weights.
 
 The inference network of a Contextrast config is the config's network with
 ``MODEL.CONTEXTRAST.ENABLED`` forced to False: no projection heads are built. A checkpoint trained
-with Contextrast holds the projection heads under ``contrast_heads.``;
-:func:`load_inference_weights` drops exactly those tensors and reports them, and rejects any other
-difference.
+with Contextrast holds the projection heads under ``contrast_heads.``
+(:data:`~contextrast.checkpoint.TRAINING_ONLY_PREFIX`); :func:`load_inference_weights` loads it
+with the project's checkpointer in its exact mode, which drops and reports exactly those tensors
+and rejects any other difference (:class:`~contextrast.checkpoint.CheckpointMismatchError`).
 """
 
+import dataclasses
 import logging
-import sys
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Tuple
 
 import torch
 from detectron2.modeling import build_model
 from torch import Tensor, nn
 
-import contextrast  # noqa: F401  (registers backbones, heads, meta-architectures, datasets)
-from contextrast.config import get_contextrast_cfg, merge_config
+from ..checkpoint import TRAINING_ONLY_PREFIX, CheckpointMismatchError, ContextrastCheckpointer
 
 __all__ = [
     "OUTPUT_KINDS",
-    "TRAINING_ONLY_PREFIX",
-    "CheckpointMismatchError",
     "InferenceWrapper",
-    "setup_logging",
-    "setup_cfg",
     "default_size",
     "build_inference_model",
     "build_training_model",
     "jitter_weights",
     "count_parameters",
     "read_checkpoint",
-    "split_training_only",
-    "check_state_dict",
     "load_inference_weights",
 ]
 
@@ -40,14 +34,6 @@ logger = logging.getLogger(__name__)
 
 # Graph output, also its name: "logits" float32 (B, K, H, W) or "labels" int64 (B, H, W).
 OUTPUT_KINDS = ("logits", "labels")
-# Module prefix of everything training-only in ContextrastSegmentor (docs/architecture.md).
-TRAINING_ONLY_PREFIX = "contrast_heads."
-# Keys listed per category in a checkpoint mismatch error before "... and N more".
-_MAX_LISTED_KEYS = 20
-
-
-class CheckpointMismatchError(RuntimeError):
-    """The checkpoint does not fit the inference network (other architecture or class count)."""
 
 
 class InferenceWrapper(nn.Module):
@@ -82,25 +68,6 @@ class InferenceWrapper(nn.Module):
         if self.output_kind == "labels":
             return logits.argmax(dim=1)
         return logits
-
-
-def setup_logging() -> None:
-    """INFO logging to stdout for the CLI scripts, without the exporters' per-pass chatter."""
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stdout)
-    for name in ("onnxscript", "onnx_ir", "fvcore", "torch.onnx"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def setup_cfg(config_file: str, opts: Sequence[str] = (), device: str = "cpu"):
-    """Project config from a file plus ``KEY VALUE`` overrides, on ``device``, frozen.
-
-    Unknown keys raise ``UnknownConfigKeyError`` with the closest existing keys.
-    """
-    cfg = get_contextrast_cfg()
-    merge_config(cfg, config_file, list(opts))
-    cfg.MODEL.DEVICE = device
-    cfg.freeze()
-    return cfg
 
 
 def default_size(cfg) -> Tuple[int, int]:
@@ -186,73 +153,28 @@ def read_checkpoint(path: str) -> Dict[str, Tensor]:
     return data
 
 
-def split_training_only(state_dict: Dict[str, Tensor]) -> Tuple[Dict[str, Tensor], List[str]]:
-    """Split off the training-only tensors (``contrast_heads.*``).
+def load_inference_weights(model: nn.Module, path: str) -> Dict[str, object]:
+    """Load a (Contextrast or baseline) checkpoint into the inference network, exactly.
+
+    The checkpoint's ``contrast_heads.*`` tensors are dropped and logged; every other tensor of
+    the checkpoint and of the model must match (:class:`ContextrastCheckpointer` with
+    ``exact=True``).
+
+    Args:
+        model: from :func:`build_inference_model`.
+        path: checkpoint written by ``tools/train_net.py`` or a bare state dict (local path or
+            detectron2 ``PathManager`` URL).
 
     Returns:
-        (the state dict without them, the sorted names that were dropped).
-    """
-    dropped = sorted(k for k in state_dict if k.startswith(TRAINING_ONLY_PREFIX))
-    kept = {k: v for k, v in state_dict.items() if not k.startswith(TRAINING_ONLY_PREFIX)}
-    return kept, dropped
-
-
-def _format_keys(title: str, keys: Sequence[str]) -> str:
-    lines = [f"  {title} ({len(keys)}):"] + [f"    {k}" for k in keys[:_MAX_LISTED_KEYS]]
-    if len(keys) > _MAX_LISTED_KEYS:
-        lines.append(f"    ... and {len(keys) - _MAX_LISTED_KEYS} more")
-    return "\n".join(lines)
-
-
-def check_state_dict(model: nn.Module, state_dict: Dict[str, Tensor], source: str = "") -> None:
-    """Require ``state_dict`` to hold exactly the model's tensors, with the same shapes.
+        ``{"loaded": number of tensors loaded, "dropped": names dropped, "dropped_elements":
+        number of tensor elements dropped}``.
 
     Raises:
         CheckpointMismatchError: listing the missing keys, the unexpected keys and the shape
             mismatches (typically a checkpoint of another architecture or class count).
     """
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    mismatched = sorted(
-        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in set(expected) & set(state_dict)
-        if state_dict[k].shape != expected[k].shape
-    )
-    if not (missing or unexpected or mismatched):
-        return
-    name = f"checkpoint {source}" if source else "checkpoint"
-    parts = [f"{name} does not match the inference network:"]
-    if missing:
-        parts.append(_format_keys("missing in the checkpoint", missing))
-    if unexpected:
-        parts.append(_format_keys("unexpected in the checkpoint", unexpected))
-    if mismatched:
-        parts.append(_format_keys("shape mismatch", mismatched))
-    parts.append("  (another architecture or class count? check --config-file and its options)")
-    raise CheckpointMismatchError("\n".join(parts))
-
-
-def load_inference_weights(model: nn.Module, path: str) -> Dict[str, object]:
-    """Load a (Contextrast or baseline) checkpoint into the inference network, strictly.
-
-    The ``contrast_heads.*`` tensors are dropped and logged; everything else must match.
-
-    Returns:
-        ``{"loaded": number of tensors loaded, "dropped": names dropped, "dropped_elements":
-        number of tensor elements dropped}``.
-    """
-    full = read_checkpoint(path)
-    state_dict, dropped = split_training_only(full)
-    dropped_elements = sum(full[k].numel() for k in dropped)
-    logger.info(
-        "Dropped %d training-only tensors (%s*, %d elements) from %s",
-        len(dropped),
-        TRAINING_ONLY_PREFIX,
-        dropped_elements,
-        path,
-    )
-    check_state_dict(model, state_dict, source=path)
-    model.load_state_dict(state_dict, strict=True)
-    logger.info("Loaded %d tensors into the inference network", len(state_dict))
-    return {"loaded": len(state_dict), "dropped": dropped, "dropped_elements": dropped_elements}
+    checkpointer = ContextrastCheckpointer(model, exact=True)
+    checkpointer.load(path, checkpointables=[])
+    report = checkpointer.last_load_report
+    logger.info("Loaded %d tensors into the inference network", report.loaded)
+    return dataclasses.asdict(report)

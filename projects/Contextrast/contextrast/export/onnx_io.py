@@ -1,4 +1,4 @@
-"""ONNX export, graph summary and runs for the deploy scripts (ONNX Runtime parity, inputs).
+"""ONNX export, graph summary, ONNX Runtime sessions and the inputs of parity checks.
 
 onnx and onnxruntime are imported inside the functions that need them.
 """
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from deploy.model import InferenceWrapper
+from .model import InferenceWrapper
 
 __all__ = [
     "OPSET",
@@ -23,10 +23,8 @@ __all__ = [
     "onnx_graph_summary",
     "ort_session",
     "torch_forward",
-    "compare_outputs",
     "random_images",
     "load_images",
-    "parse_size",
 ]
 
 logger = logging.getLogger(__name__)
@@ -202,29 +200,6 @@ def torch_forward(wrapper: nn.Module, images: np.ndarray, device: str = "cpu") -
         wrapper.to(before)
 
 
-def compare_outputs(reference: np.ndarray, output: np.ndarray) -> Dict[str, float]:
-    """Parity of one runtime against the PyTorch reference.
-
-    Args:
-        reference, output: both (B, K, H, W) logits or both (B, H, W) labels.
-
-    Returns:
-        For logits: ``max_abs_diff``, ``max_abs_logit`` (of the reference) and
-        ``argmax_agreement`` (fraction of pixels with the same argmax); for labels:
-        ``label_agreement``.
-    """
-    if reference.shape != output.shape:
-        raise ValueError(f"shape mismatch: reference {reference.shape} vs {output.shape}")
-    if reference.ndim == 3:
-        return {"label_agreement": float(np.mean(reference == output))}
-    diff = np.abs(reference.astype(np.float64) - output.astype(np.float64))
-    return {
-        "max_abs_diff": float(diff.max()),
-        "max_abs_logit": float(np.abs(reference).max()),
-        "argmax_agreement": float(np.mean(reference.argmax(1) == output.argmax(1))),
-    }
-
-
 def random_images(batch: int, height: int, width: int, seed: int = 0) -> np.ndarray:
     """(batch, 3, height, width) float32 uniform in [0, 255]."""
     rng = np.random.default_rng(seed)
@@ -251,14 +226,3 @@ def load_images(
             image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
         arrays.append(np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32))
     return arrays
-
-
-def parse_size(text: str) -> Tuple[int, ...]:
-    """``"512x1024"`` -> (512, 1024); ``"1x3x512x1024"`` -> (1, 3, 512, 1024)."""
-    try:
-        dims = tuple(int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"bad size {text!r}: expected integers joined by 'x'") from None
-    if not dims or min(dims) <= 0:
-        raise ValueError(f"bad size {text!r}: every dimension must be positive")
-    return dims

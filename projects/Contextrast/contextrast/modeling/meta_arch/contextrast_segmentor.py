@@ -1,6 +1,5 @@
 """ContextrastSegmentor: a semantic segmentor trained with CCL + BANE, a baseline at inference."""
 
-import logging
 from typing import Dict, List, Optional
 
 import torch
@@ -21,12 +20,6 @@ from torch import Tensor
 from ..contrast import ContextrastCriterion, build_contrast_heads
 
 __all__ = ["ContextrastSegmentor"]
-
-logger = logging.getLogger(__name__)
-
-# Iterations between two writes of the contrastive statistics to the event storage; they are
-# read back from the device only then (detectron2's own writers use the same period).
-_LOG_PERIOD = 20
 
 
 @META_ARCH_REGISTRY.register()
@@ -49,6 +42,7 @@ class ContextrastSegmentor(nn.Module):
         pixel_std,
         contrast_heads: Optional[nn.ModuleDict] = None,
         criterion: Optional[ContextrastCriterion] = None,
+        log_period: int = 20,
     ):
         """
         Args:
@@ -58,6 +52,9 @@ class ContextrastSegmentor(nn.Module):
             contrast_heads: training-only projection heads keyed by feature name, or None for
                 the baseline.
             criterion: the contrastive criterion (required with ``contrast_heads``).
+            log_period: iterations between two writes of the contrastive statistics to the
+                event storage (``SOLVER.LOG_PERIOD``, the writers' period); they are read back
+                from the device only then.
         """
         super().__init__()
         if (contrast_heads is None) != (criterion is None):
@@ -66,6 +63,7 @@ class ContextrastSegmentor(nn.Module):
         self.sem_seg_head = sem_seg_head
         self.contrast_heads = contrast_heads
         self.criterion = criterion
+        self.log_period = log_period
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         # Pad to the coarsest feature stride so every feature map is exactly input / stride.
@@ -81,6 +79,7 @@ class ContextrastSegmentor(nn.Module):
             "sem_seg_head": build_sem_seg_head(cfg, shapes),
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
+            "log_period": cfg.SOLVER.LOG_PERIOD,
         }
         if cfg.MODEL.CONTEXTRAST.ENABLED:
             missing = [f for f in cfg.MODEL.CONTEXTRAST.IN_FEATURES if f not in shapes]
@@ -148,7 +147,7 @@ class ContextrastSegmentor(nn.Module):
         embeddings = {name: head(features[name]) for name, head in self.contrast_heads.items()}
         storage = get_event_storage()
         losses, stats = self.criterion(embeddings, logits, targets, iteration=storage.iter)
-        if storage.iter % _LOG_PERIOD == 0:
+        if storage.iter % self.log_period == 0:
             names = list(stats)
             values = torch.stack([stats[k] for k in names]).tolist()  # one device read
             storage.put_scalars(**dict(zip(names, values)), smoothing_hint=False)

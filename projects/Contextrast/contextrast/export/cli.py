@@ -1,0 +1,32 @@
+"""What the command-line scripts in ``deploy/`` share: logging set-up and size arguments."""
+
+import logging
+import sys
+from typing import Tuple
+
+__all__ = ["setup_logging", "parse_size"]
+
+# Loggers of the exporters and of fvcore that report every pass or traced op at INFO.
+_CHATTY_LOGGERS = ("onnxscript", "onnx_ir", "fvcore", "torch.onnx")
+
+
+def setup_logging() -> None:
+    """INFO logging to stdout for the CLI scripts, without the exporters' per-pass chatter."""
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stdout)
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def parse_size(text: str) -> Tuple[int, ...]:
+    """``"512x1024"`` -> (512, 1024); ``"1x3x512x1024"`` -> (1, 3, 512, 1024).
+
+    Raises:
+        ValueError: for anything but positive integers joined by "x".
+    """
+    try:
+        dims = tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"bad size {text!r}: expected integers joined by 'x'") from None
+    if not dims or min(dims) <= 0:
+        raise ValueError(f"bad size {text!r}: every dimension must be positive")
+    return dims
