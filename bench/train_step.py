@@ -68,12 +68,25 @@ class Preset:
 
 
 _BN = ["MODEL.HRNET.NORM", "BN", "MODEL.SEM_SEG_HEAD.NORM", "BN"]  # SyncBN needs a process group
+_LITE0 = ["MODEL.WEIGHTS", "", "MODEL.SEM_SEG_HEAD.NORM", "BN"]
 PRESETS = {
     "demo": Preset("configs/demo/contextrast.yaml", 8, (128, 128), "cpu"),
     "study_cpu": Preset("configs/camvid/study_cpu.yaml", 8, (160, 160), "cpu"),
     "hrnet_cpu": Preset("configs/cityscapes/hrnet_w48_contextrast.yaml", 2, (256, 512), "cpu", _BN),
     "hrnet_gpu": Preset(
         "configs/cityscapes/hrnet_w48_contextrast.yaml", 8, (512, 1024), "cuda", _BN
+    ),
+    # The lite0 CamVid study's step (bench/camvid_study.py --preset lite0): 128-d embeddings.
+    "lite0_cpu": Preset(
+        "configs/camvid/lite0_deeplabv3plus_contextrast.yaml",
+        8,
+        (240, 320),
+        "cpu",
+        _LITE0 + ["MODEL.CONTEXTRAST.PROJ_DIM", "128"],
+    ),
+    # The same with the paper's 256-d embeddings (the lite0 configs' default).
+    "lite0_cpu_d256": Preset(
+        "configs/camvid/lite0_deeplabv3plus_contextrast.yaml", 8, (240, 320), "cpu", _LITE0
     ),
 }
 
