@@ -9,11 +9,10 @@ import pytest
 import timm
 import torch
 from detectron2.modeling import build_backbone, build_model
-from helpers import FP32_RTOL, assert_close_to_reference
+from helpers import CONFIGS_DIR, FP32_RTOL, assert_close_to_reference, demo_cfg, tool
 from timm.layers import BatchNormAct2d, FrozenBatchNormAct2d
 
 from contextrast.checkpoint import ContextrastCheckpointer
-from contextrast.config import get_contextrast_cfg, merge_config
 from contextrast.modeling.backbone.efficientnet_lite_weights import (
     CLASSIFICATION_KEYS,
     convert_to_timm,
@@ -22,22 +21,19 @@ from contextrast.modeling.backbone.efficientnet_lite_weights import (
 )
 from contextrast.modeling.heads import SplitDeepLabV3PlusHead
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-CONFIG = os.path.join(ROOT, "configs", "camvid", "lite0_deeplabv3plus_contextrast.yaml")
+CONFIG = os.path.join(CONFIGS_DIR, "camvid", "lite0_deeplabv3plus_contextrast.yaml")
 
 
 def lite0_cfg(*opts):
-    cfg = get_contextrast_cfg()
-    merge_config(cfg, CONFIG, ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", *opts])
-    return cfg
+    return demo_cfg("MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", *opts, config=CONFIG)
 
 
 @pytest.fixture(scope="module")
 def converted_checkpoint(tmp_path_factory):
     """tools/convert_pretrained.py run as a user would, on the pinned package."""
     path = tmp_path_factory.mktemp("pretrained") / "efficientnet_lite0.pth"
-    cmd = [sys.executable, os.path.join(ROOT, "tools", "convert_pretrained.py"), "--output", path]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, tool("tools", "convert_pretrained.py"), "--output", path]
+    proc = subprocess.run(cmd, cwd=tool(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return str(path)
 

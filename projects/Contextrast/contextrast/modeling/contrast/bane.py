@@ -141,7 +141,9 @@ def select_boundary_negatives(
 
     # Rank of each pixel within its map = sorted position - number of pixels in earlier maps.
     counts = torch.zeros(b, num_classes + 1, dtype=torch.long, device=gt.device)
-    counts = counts.scatter_add_(1, label.flatten(1), torch.ones_like(label.flatten(1)))[:, :num_classes]
+    counts = counts.scatter_add_(1, label.flatten(1), torch.ones_like(label.flatten(1)))[
+        :, :num_classes
+    ]
     starts = counts.cumsum(1) - counts
     sorted_region = region.flatten(1).gather(1, order)
     positions = torch.arange(h * w, device=gt.device).expand(b, -1)

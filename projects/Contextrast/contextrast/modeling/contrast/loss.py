@@ -4,10 +4,10 @@ For anchor ``a^n`` with positives ``V+`` and negatives ``V-``::
 
     L^n = -(1/|V+|) sum_{v+} log( exp(a.v+/tau) / (exp(a.v+/tau) + sum_{v-} exp(a.v-/tau)) )
 
-and the layer loss is the mean of ``L^n`` over the anchors ``N_i``: by default (``average="present"``,
-the spec's and the paper's ``1/|N_i|``) every anchor with positives, where an anchor without
-negatives contributes ``L^n = 0`` (``-log 1``); ``average="valid"`` averages over anchors that have
-both positives and negatives.
+and the layer loss is the mean of ``L^n`` over the anchors ``N_i``: by default
+(``average="present"``, the spec's and the paper's ``1/|N_i|``) every anchor with positives, where
+an anchor without negatives contributes ``L^n = 0`` (``-log 1``); ``average="valid"`` averages
+over anchors that have both positives and negatives.
 Everything is computed in float32 (autocast is disabled by the caller). Under distributed training
 the negative sums, the per-anchor sums of positive terms and their counts are reduced over all
 processes, so every process computes the loss of the global batch.
