@@ -191,7 +191,10 @@ def train_curve(metrics_path: str) -> Dict[str, List[float]]:
 
 def step_time(metrics_path: str, skip: int = 20) -> Optional[float]:
     """Median training-step time (s) of a run: detectron2's ``time`` scalar (the median of the
-    last 20 iterations at each write), without the first ``skip`` iterations (warm-up)."""
+    last 20 iterations at each write), without the first ``skip`` iterations (warm-up); None
+    when the run left no ``metrics.json``."""
+    if not os.path.exists(metrics_path):
+        return None
     curve = train_curve(metrics_path)
     times = [t for i, t in zip(curve["iteration"], curve["time"]) if i >= skip and t is not None]
     return statistics.median(times) if times else None
