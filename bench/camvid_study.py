@@ -268,6 +268,11 @@ def class_names(dataset_name: str) -> List[str]:
     return list(MetadataCatalog.get(dataset_name).stuff_classes)
 
 
+def _read_text(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
 def machine_info() -> Dict:
     """What the numbers were measured on."""
     import torch
@@ -303,6 +308,9 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--report-only", action="store_true", help="do not train; report the finished runs"
+    )
+    parser.add_argument(
+        "--notes", help="Markdown file whose text goes into the report under the table"
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for every run")
     return parser.parse_args(argv)
@@ -373,6 +381,7 @@ def main(argv=None) -> int:
         "datasets_root": env.get("DETECTRON2_DATASETS", "datasets"),
         "threads": threads,
         "note": preset.note,
+        "notes_text": _read_text(args.notes) if args.notes else "",
         "machine": machine_info(),
         "session_wall_s": time.time() - start,
         "runs": results,

@@ -124,13 +124,25 @@ def _class_table(summary: Dict) -> List[str]:
     runs, labels = summary["runs"], summary["labels"]
     settings = [s for s in labels if runs.get(s)]
     classes = summary.get("classes") or list(runs[settings[0]][0]["per_class_IoU"])
-    lines = ["| class | " + " | ".join(labels[s] for s in settings) + " |"]
-    lines.append("|---" * (len(settings) + 1) + "|")
+    # Paired per-class change of every other setting against CE only: do thin classes move?
+    compared = [s for s in settings if s != "ce"] if "ce" in settings else []
+    header = [labels[s] for s in settings] + [f"{labels[s]} - CE only" for s in compared]
+    lines = ["| class | " + " | ".join(header) + " |"]
+    lines.append("|---" * (len(header) + 1) + "|")
+    ce_by_seed = {r["seed"]: r for r in runs.get("ce", [])}
     for c in classes:
         cells = []
         for s in settings:
             m, sd = mean_std(r["per_class_IoU"][c] for r in runs[s])
             cells.append(f"{m:.1f} +- {sd:.1f}")
+        for s in compared:
+            deltas = [
+                r["per_class_IoU"][c] - ce_by_seed[r["seed"]]["per_class_IoU"][c]
+                for r in runs[s]
+                if r["seed"] in ce_by_seed
+            ]
+            m, sd = mean_std(deltas)
+            cells.append(f"{m:+.1f} +- {sd:.1f}" if deltas else "-")
         lines.append(f"| {c} | " + " | ".join(cells) + " |")
     unlearnt = [
         c
@@ -206,6 +218,8 @@ def write_report(summary: Dict, path: str) -> str:
         *table,
         "",
         summary.get("note", ""),
+        "",
+        summary.get("notes_text", ""),
         "",
         f"![mIoU per setting]({os.path.basename(stem)}_miou.png)",
         f"![training losses]({os.path.basename(stem)}_loss.png)",
