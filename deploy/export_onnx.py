@@ -16,6 +16,7 @@ parity check fails. Trailing ``KEY VALUE`` pairs override the config.
 
 import argparse
 import logging
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -30,18 +31,25 @@ from contextrast.export import (
     InferenceWrapper,
     build_inference_model,
     check_parity,
+    convert_fp16,
     default_size,
     export_onnx,
     format_parity,
     jitter_weights,
     load_inference_weights,
+    metadata_from_config,
     onnx_graph_summary,
     parity_inputs,
     random_images,
     setup_logging,
+    write_metadata,
 )
 
 logger = logging.getLogger("deploy.export_onnx")
+
+# Default parity tolerance of an fp16 graph, relative to max |logit|: fp16 rounds to 2^-11
+# (5e-4) per operation and the errors of ~50 layers add up.
+FP16_RTOL = 1e-2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,12 +68,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--opset", type=int, default=OPSET)
     parser.add_argument("--output-kind", choices=OUTPUT_KINDS, default="logits")
-    parser.add_argument("--exporter", choices=EXPORTERS, default="torchscript")
+    parser.add_argument(
+        "--exporter",
+        choices=EXPORTERS,
+        default=EXPORTERS[0],
+        help="torch.onnx exporter: dynamo (torch's current one) or torchscript (deprecated)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "fp16"),
+        default="fp32",
+        help="fp16: computation in fp16 for GPU providers, inputs / outputs float32",
+    )
     parser.add_argument("--images", nargs="+", default=[], metavar="FILE", help="parity images")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random parity images")
     parser.add_argument("--atol", type=float, default=1e-4, help="parity: absolute logit tol.")
     parser.add_argument(
-        "--rtol", type=float, default=1e-5, help="parity: tolerance relative to max |logit|"
+        "--rtol",
+        type=float,
+        help="parity: tolerance relative to max |logit| (default 1e-5; fp16: 1e-2, since fp16 "
+        "keeps 11 significant bits)",
     )
     parser.add_argument(
         "--min-agreement", type=float, default=0.999, help="parity: labels agreement"
@@ -108,12 +130,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         opset=args.opset,
         exporter=args.exporter,
     )
+    # The preprocessing and label contract travels in the file (tools/predict.py --onnx).
+    write_metadata(args.output, metadata_from_config(cfg, output_kind=args.output_kind))
+    if args.precision == "fp16":
+        fp32_path = args.output[: -len(".onnx")] + "_fp32.onnx"
+        os.replace(args.output, fp32_path)
+        convert_fp16(fp32_path, args.output)
+        logger.info("fp16 graph in %s (the fp32 export kept in %s)", args.output, fp32_path)
     summary = onnx_graph_summary(args.output)
     logger.info(
-        "Wrote %s (%s exporter, opset %d): inputs %s, outputs %s, %d nodes, %d initializers "
+        "Wrote %s (%s exporter, %s, opset %d): inputs %s, outputs %s, %d nodes, %d initializers "
         "(%.2f MB)",
         args.output,
         args.exporter,
+        args.precision,
         args.opset,
         summary["inputs"],
         summary["outputs"],
@@ -136,7 +166,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.output,
         inputs,
         atol=args.atol,
-        rtol=args.rtol,
+        rtol=(
+            args.rtol if args.rtol is not None else FP16_RTOL if args.precision == "fp16" else 1e-5
+        ),
         min_agreement=args.min_agreement,
         device=args.parity_device,
     )

@@ -1,8 +1,11 @@
 """Deployment: the inference network of a config, its checkpoint without the training-only
-tensors, ONNX export and parity, TensorRT engines, and the cost and latency comparisons against
-the baseline. The command-line scripts are ``deploy/*.py`` (see ``deploy/README.md``).
+tensors, ONNX export and parity, the deployment contract in the ONNX metadata, fp16 / INT8
+variants, the ``Predictor`` (PyTorch or ONNX Runtime) with its overlays, the evaluation of
+deployed models, TensorRT engines, and the cost and latency comparisons against the baseline.
+The command-line scripts are ``deploy/*.py`` and ``tools/predict.py`` (see ``deploy/README.md``).
 
-onnx, onnxruntime and tensorrt are imported only by the functions that use them.
+onnx, onnxruntime, onnxconverter-common and tensorrt are imported only by the functions that use
+them.
 """
 
 from .benchmark import (
@@ -16,6 +19,8 @@ from .benchmark import (
 )
 from .cli import parse_size, setup_logging
 from .cost import INFERENCE_METRICS, TRAINING_METRICS, compare, flop_count, format_table, measure
+from .evaluate import check_metadata_matches_config, config_from_metadata, evaluate_models
+from .metadata import DeployMetadata, metadata_from_config, read_metadata, write_metadata
 from .model import (
     OUTPUT_KINDS,
     InferenceWrapper,
@@ -38,7 +43,17 @@ from .onnx_io import (
     random_images,
     torch_forward,
 )
+from .overlay import draw_legend, draw_overlay
 from .parity import check_parity, compare_outputs, format_parity, parity_inputs, within_tolerance
+from .precision import (
+    CALIBRATION_METHODS,
+    ArrayCalibrationReader,
+    calibration_images,
+    convert_fp16,
+    quantize_int8,
+)
+from .predictor import ORT_BACKENDS, Predictor, ort_providers, preprocess, read_bgr, resize_logits
 from .runners import BACKENDS, Unavailable, make_runner
+from .tensorrt import TensorRTRunner
 
 __all__ = [k for k in globals() if not k.startswith("_")]

@@ -33,9 +33,10 @@ logger = logging.getLogger(__name__)
 OPSET = 18
 # Graph input: float32 (B, 3, H, W), 0-255, channels in the config's INPUT.FORMAT order.
 INPUT_NAME = "images"
-# torch.onnx exporters: "torchscript" (torch.onnx.export(dynamo=False), needs nothing more) or
-# "dynamo" (torch.export based, needs the onnxscript package).
-EXPORTERS = ("torchscript", "dynamo")
+# torch.onnx exporters, the default first: "dynamo" (torch.export based, torch's current exporter;
+# needs the onnxscript package, pinned in requirements.txt) or "torchscript"
+# (torch.onnx.export(dynamo=False), deprecated by torch but still working, kept behind a flag).
+EXPORTERS = ("dynamo", "torchscript")
 
 
 def _dynamic_axes(output_kind: str) -> Dict[str, Dict[int, str]]:
@@ -53,7 +54,7 @@ def export_onnx(
     *,
     dynamic: bool,
     opset: int = OPSET,
-    exporter: str = "torchscript",
+    exporter: str = EXPORTERS[0],
 ) -> str:
     """Export ``wrapper`` to ``path`` and run ``onnx.checker`` on the file.
 
