@@ -4,6 +4,7 @@ checkpoints of their runs."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,6 +25,13 @@ RUN_OPTS = TINY_OPTS + [
 # Evaluation on the validation split at half resolution (fast); logged at iteration MAX_ITER.
 EVAL_OPTS = ["DATASETS.TEST", "('synth_streets_val',)", "INPUT.MIN_SIZE_TEST", "80"]
 LOSS_KEYS = ("total_loss", "loss_sem_seg", "loss_contrast", "lr")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (for a test's process-group rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def subprocess_env() -> Dict[str, str]:

@@ -14,7 +14,7 @@ from torch import Tensor
 from .anchors import class_anchors, mix_anchors
 from .bane import ERROR_MAP_READINGS, TIE_BREAKS, BaneSelection, select_boundary_negatives
 from .loss import LOSS_AVERAGES, pixel_anchor_loss
-from .sampling import sample_negatives, sample_positives
+from .sampling import SAMPLING_CAPS, sample_negatives, sample_positives
 
 __all__ = ["ContextrastCriterion"]
 
@@ -55,6 +55,7 @@ class ContextrastCriterion:
         bane_top_k_ratio: float,
         bane_error_map: str,
         bane_tie_break: str = "random",
+        sampling_caps: str = "global",
     ):
         """All arguments mirror ``MODEL.CONTEXTRAST.*``; see ``contextrast/config.py``."""
         self.in_features = list(in_features)
@@ -75,6 +76,7 @@ class ContextrastCriterion:
         self.bane_top_k_ratio = bane_top_k_ratio
         self.bane_error_map = bane_error_map
         self.bane_tie_break = bane_tie_break
+        self.sampling_caps = sampling_caps
         self._validate()
 
     def _validate(self) -> None:
@@ -116,6 +118,8 @@ class ContextrastCriterion:
             bad("BANE.TIE_BREAK", self.bane_tie_break, f"one of {TIE_BREAKS}")
         if self.loss_average not in LOSS_AVERAGES:
             bad("LOSS_AVERAGE", self.loss_average, f"one of {LOSS_AVERAGES}")
+        if self.sampling_caps not in SAMPLING_CAPS:
+            bad("SAMPLING_CAPS", self.sampling_caps, f"one of {SAMPLING_CAPS}")
 
     @classmethod
     def from_config(cls, cfg):
@@ -139,6 +143,7 @@ class ContextrastCriterion:
             "bane_top_k_ratio": c.BANE.TOP_K_RATIO,
             "bane_error_map": c.BANE.ERROR_MAP,
             "bane_tie_break": c.BANE.TIE_BREAK,
+            "sampling_caps": c.SAMPLING_CAPS,
         }
 
     def effective_weight(self, iteration: int) -> float:
@@ -198,6 +203,7 @@ class ContextrastCriterion:
 
         total = flat[-1].new_zeros(())
         stats = {}
+        global_caps = self.sampling_caps == "global"
         selections: Dict[Tuple[int, int], BaneSelection] = {}
         for name, w, emb, gt_l, pred_l, anchor in zip(
             self.in_features, self.layer_weights, flat, labels, preds, anchors
@@ -214,10 +220,13 @@ class ContextrastCriterion:
                     )  # fmt: skip
                 sel = selections[size]
                 bane_neg, bane_anchor = sel.negatives.flatten(), sel.anchor.flatten()
-            pos_idx, pos_ok = sample_positives(gt_flat, self.num_classes, self.max_positives)
+            pos_idx, pos_ok = sample_positives(
+                gt_flat, self.num_classes, self.max_positives, global_caps=global_caps
+            )
             neg_idx, neg_ok, num_bane = sample_negatives(
                 gt_flat, self.num_classes, min_count=self.min_negatives,
                 max_count=self.max_negatives, bane_negatives=bane_neg, bane_anchor=bane_anchor,
+                global_caps=global_caps,
             )  # fmt: skip
             loss, used = pixel_anchor_loss(
                 emb, anchor, pos_idx, pos_ok, neg_idx, neg_ok, self.temperature, self.loss_average
