@@ -40,12 +40,17 @@ def add_contextrast_config(cfg):
     # Mean of the per-anchor losses over "present" anchors (with positives; the spec's 1/|N_i|,
     # an anchor without negatives adds 0) or over "valid" ones (with positives and negatives).
     cfg.MODEL.CONTEXTRAST.LOSS_AVERAGE = "present"
-    # Positives: at most this many pixels per class and layer, sampled at random (per process).
+    # Positives: at most this many pixels per class and layer, sampled at random.
     cfg.MODEL.CONTEXTRAST.MAX_POSITIVES = 1024
-    # Negatives per anchor and layer (per process): at most MAX_NEGATIVES; when BANE yields fewer
-    # than MIN_NEGATIVES, random pixels of other classes top the set up to MIN_NEGATIVES.
+    # Negatives per anchor and layer: at most MAX_NEGATIVES; when BANE yields fewer than
+    # MIN_NEGATIVES, random pixels of other classes top the set up to MIN_NEGATIVES.
     cfg.MODEL.CONTEXTRAST.MAX_NEGATIVES = 1024
     cfg.MODEL.CONTEXTRAST.MIN_NEGATIVES = 256
+    # What the three caps above count in multi-process training. "global": pixels of the global
+    # batch (a uniform sample over all processes; the loss is the same for any number of
+    # processes). "per_process": pixels of each process, so the loss of W processes takes up to
+    # W x the caps (the InfoNCE denominator grows with W). Identical with one process.
+    cfg.MODEL.CONTEXTRAST.SAMPLING_CAPS = "global"
 
     cfg.MODEL.CONTEXTRAST.BANE = CN()
     # Boundary-aware negatives. False = CCL only: negatives are random other-class pixels
@@ -110,6 +115,11 @@ def add_contextrast_config(cfg):
     cfg.SOLVER.NONFINITE_MAX_SKIPS = 10
     # Iterations between metric writes (console, metrics.json, TensorBoard) = median window.
     cfg.SOLVER.LOG_PERIOD = 20
+    # Preemption (SIGTERM / SIGUSR1, docs/running_long_jobs.md): the processes agree every this
+    # many iterations whether one received a signal (one CPU all_reduce; 1 = lose nothing).
+    cfg.SOLVER.PREEMPT_CHECK_PERIOD = 1
+    # After the preemption checkpoint, requeue the job with `scontrol requeue $SLURM_JOB_ID`.
+    cfg.SOLVER.PREEMPT_REQUEUE = False
     # Deterministic GPU kernels (cuDNN, cuBLAS, scatter ops); needs CUDNN_BENCHMARK False.
     cfg.DETERMINISTIC = False
 
