@@ -9,19 +9,28 @@ Examples:
     # two machines, 8 processes each (run on both, --machine-rank 0 and 1):
     python tools/train_net.py --config-file C --num-gpus 8 --num-machines 2 --machine-rank 0 \
         --dist-url tcp://<machine 0 address>:29500
+    # torchrun (one process per GPU; no --num-gpus / --num-machines / --dist-url):
+    torchrun --nproc_per_node 8 tools/train_net.py --config-file C --resume
+    # SLURM, one task per GPU: srun python tools/train_net.py --config-file C --resume
 
-See docs/running_long_jobs.md for resuming, NaN handling and reproducibility.
+See docs/running_long_jobs.md for resuming, preemption (exit status 75), NaN handling and
+reproducibility.
 """
 
 import logging
 import warnings
 
-from detectron2.engine import default_argument_parser, launch
+from detectron2.engine import default_argument_parser
 from detectron2.evaluation import verify_results
 
 from contextrast.checkpoint import ContextrastCheckpointer
 from contextrast.config import load_config
-from contextrast.engine import ContextrastTrainer, contextrast_setup, shutdown_distributed
+from contextrast.engine import (
+    ContextrastTrainer,
+    contextrast_setup,
+    launch_from_args,
+    shutdown_distributed,
+)
 
 # detectron2 scripts a few helpers at import time; torch now warns about that on every import.
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
@@ -61,16 +70,14 @@ def main_and_shutdown(args):
         shutdown_distributed()
 
 
+LAUNCH_FLAGS = ("num_gpus", "num_machines", "machine_rank", "dist_url")
+
+
 def invoke_main() -> None:
-    args = default_argument_parser().parse_args()
-    launch(
-        main_and_shutdown,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    parser = default_argument_parser()
+    args = parser.parse_args()
+    # detectron2's launch, or the processes torchrun / srun started (read from the environment).
+    launch_from_args(main_and_shutdown, args, {k: parser.get_default(k) for k in LAUNCH_FLAGS})
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from ..data import SemSegDatasetMapper, build_resumable_train_loader
 from ..evaluation import SemSegTTA, build_sem_seg_evaluator
 from .hooks import ResumableStreamHook
 from .nonfinite import GuardedAMPTrainer, GuardedSimpleTrainer
+from .preemption import PreemptionHook
 
 __all__ = ["ContextrastTrainer"]
 
@@ -65,6 +66,7 @@ class ContextrastTrainer(DefaultTrainer):
       resumed from a checkpoint continues with the same data, augmentation and random numbers;
     - atomic checkpoint writes and strict weight loading (:class:`ContextrastCheckpointer`);
     - a guard on NaN/Inf losses (``SOLVER.NONFINITE_LOSS``, :mod:`.nonfinite`);
+    - a checkpoint and exit status 75 on SIGTERM / SIGUSR1 (:mod:`.preemption`);
     - metrics written every ``SOLVER.LOG_PERIOD`` iterations.
     """
 
@@ -99,6 +101,13 @@ class ContextrastTrainer(DefaultTrainer):
         for i, hook in enumerate(ret):
             if isinstance(hook, hooks.PeriodicWriter):  # detectron2 writes every 20 iterations
                 ret[i] = hooks.PeriodicWriter(self._writers, period=cfg.SOLVER.LOG_PERIOD)
+        # After the LR step and the periodic checkpoint, before evaluation (every process has an
+        # EvalHook; only the main process has the checkpointer hook).
+        preemption = PreemptionHook(
+            self.checkpointer, cfg.SOLVER.PREEMPT_CHECK_PERIOD, cfg.SOLVER.PREEMPT_REQUEUE
+        )
+        at = next(i for i, hook in enumerate(ret) if isinstance(hook, hooks.EvalHook))
+        ret.insert(at, preemption)
         # First, so every other hook's before_step already sees this iteration's seeds.
         ret.insert(0, ResumableStreamHook(self._trainer.data_loader.sampler))
         return ret
