@@ -31,7 +31,9 @@ def test_catalog_names_and_metadata():
     assert camvid.stuff_classes[0] == "Sky" and camvid.stuff_classes[10] == "Bicyclist"
     assert camvid.stuff_colors[3] == [128, 64, 128]  # Road, the SegNet colour
     lut = camvid.label_lut
-    assert len(lut) == 256 and list(lut[:11]) == list(range(11)) and set(lut[11:]) == {255}
+    # The SegNet release: 0..10 classes, 11 void (ignored); 12..255 cannot occur (-1: an error).
+    assert len(lut) == 256 and list(lut[:11]) == list(range(11)) and lut[11] == 255
+    assert set(lut[12:]) == {-1}
     # The converted datasets store train ids: no LUT, so the mapper rejects unconverted files.
     assert MetadataCatalog.get("pascal_context_59_sem_seg_train").get("label_lut") is None
     coco = MetadataCatalog.get("coco_stuff_10k_sem_seg_train")

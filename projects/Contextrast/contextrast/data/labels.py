@@ -2,9 +2,14 @@
 
 Label files are read as stored (the raw index of a palette PNG, not its colour) and mapped to
 train ids with the dataset metadata's optional ``label_lut`` (256 ints, raw value -> train id,
-255 = ignore), so raw files never need rewriting. The mapper (:mod:`.mapper`) and the evaluator
-(:mod:`contextrast.evaluation.sem_seg_evaluation`) both load labels with
-:func:`load_sem_seg_label`, so training and evaluation agree on what each raw value means.
+255 = ignore, -1 = a value the dataset's release never stores), so raw files never need
+rewriting. Ignore (255) is for values the release defines as void (CamVid's 11); -1 marks
+values that cannot occur in a correct file (CamVid's 12..255: the 32-class CamVid labels put in
+place of the 11-class ones, a corrupted or wrongly converted file): a file holding one stops
+with an error naming the file and the values, instead of training on mostly ignored pixels.
+The mapper (:mod:`.mapper`) and the evaluator (:mod:`contextrast.evaluation.sem_seg_evaluation`)
+both load labels with :func:`load_sem_seg_label`, so training and evaluation agree on what each
+raw value means.
 """
 
 from typing import Optional, Sequence, Tuple
@@ -24,13 +29,16 @@ __all__ = [
 
 # What PIL raises for missing, truncated or garbled files (UnidentifiedImageError is an OSError).
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
+# label_lut entry of a raw value that no correct label file of the dataset holds.
+UNDEFINED_RAW = -1
 
 
 def as_label_lut(lut: Optional[Sequence[int]], source: str) -> Optional[np.ndarray]:
-    """Check a label look-up table and return it as a (256,) uint8 array (None stays None).
+    """Check a label look-up table and return it as a (256,) int16 array (None stays None).
 
     Args:
-        lut: 256 ints in [0, 255], raw label value -> train id (255 = ignore), or None.
+        lut: 256 ints in [-1, 255], raw label value -> train id (255 = ignore, -1 = a raw value
+            that cannot occur in a correct file), or None.
         source: the table's name in the error message.
 
     Raises:
@@ -42,14 +50,26 @@ def as_label_lut(lut: Optional[Sequence[int]], source: str) -> Optional[np.ndarr
     if (
         arr.shape != (256,)
         or not np.issubdtype(arr.dtype, np.integer)
-        or arr.min() < 0
+        or arr.min() < UNDEFINED_RAW
         or arr.max() > 255
     ):
         raise ValueError(
-            f"{source} must be 256 ints in [0, 255] (raw value -> train id, 255 = ignore), "
-            f"got shape {arr.shape}, dtype {arr.dtype}"
+            f"{source} must be 256 ints in [-1, 255] (raw value -> train id, 255 = ignore, "
+            f"-1 = cannot occur), got shape {arr.shape}, dtype {arr.dtype}"
         )
-    return arr.astype(np.uint8)
+    return arr.astype(np.int16)
+
+
+def _value_ranges(values: np.ndarray) -> str:
+    """``[0, 1, 2, 5, 11]`` -> ``"0..2, 5, 11"``."""
+    parts, start = [], None
+    for i, v in enumerate(values):
+        if start is None:
+            start = v
+        if i + 1 == len(values) or values[i + 1] != v + 1:
+            parts.append(str(start) if start == v else f"{start}..{v}")
+            start = None
+    return ", ".join(parts)
 
 
 def label_spec_from_metadata(dataset_name: str) -> Tuple[int, int, Optional[np.ndarray]]:
@@ -117,14 +137,15 @@ def load_sem_seg_label(
         file_name: label image path (anything ``PathManager`` opens).
         num_classes: valid train ids are ``[0, num_classes)``.
         ignore_label: the one other allowed value.
-        label_lut: optional (256,) uint8 array, raw value -> train id.
+        label_lut: optional (256,) int array from :func:`as_label_lut`, raw value -> train id.
 
     Returns:
         (H, W) uint8 train ids in ``[0, num_classes)`` or ``ignore_label``.
 
     Raises:
         FileNotFoundError / ValueError naming ``file_name`` for a missing or undecodable file, a
-        multi-channel image, raw values a 256-entry LUT cannot map, or invalid train ids.
+        multi-channel image, raw values a 256-entry LUT cannot map or marks as impossible (-1),
+        or invalid train ids.
     """
     raw = _read_label_array(file_name)
     if label_lut is not None:
@@ -135,7 +156,16 @@ def load_sem_seg_label(
                     f"label file {file_name}: raw values {too_big[:10].tolist()} are outside "
                     "[0, 255], which label_lut cannot map"
                 )
-        label = label_lut[raw]
+        raw_present = np.flatnonzero(np.bincount(raw.ravel(), minlength=256))
+        undefined = raw_present[label_lut[raw_present] == UNDEFINED_RAW]
+        if undefined.size:
+            defined = np.flatnonzero(label_lut != UNDEFINED_RAW)
+            raise ValueError(
+                f"label file {file_name}: raw values {undefined[:10].tolist()} cannot occur in "
+                f"this dataset's label files, whose values are {_value_ranges(defined)} "
+                "(label_lut). A wrong release (e.g. another class set) or a corrupted file?"
+            )
+        label = label_lut.astype(np.uint8)[raw]  # -1 entries never reach here
     else:
         label = raw
     if label.dtype == np.uint8:  # bincount is much cheaper than unique on large maps

@@ -2,8 +2,13 @@
 
 Registers ``camvid_train`` (367 images), ``camvid_val`` (101) and, when a ``test/`` folder is
 present at registration time, ``camvid_test`` (233). Label files are used as released: the
-metadata's ``label_lut`` maps void (11) and any larger value to the ignore label 255, and the
-mapper / evaluator apply it, so the (possibly read-only) data root is never rewritten.
+metadata's ``label_lut`` maps void (11) to the ignore label 255, and the mapper / evaluator apply
+it, so the (possibly read-only) data root is never rewritten.
+
+What the release defines (SegNet tutorial, ``CamVid/*annot/*.png``, single-channel 8-bit): values
+0..10 are the 11 classes below, 11 is "Unlabelled" (void). No other value occurs; a file holding
+one (e.g. the 32-class CamVid labels, values 0..31, or RGB colour labels converted wrongly) stops
+with an error naming the file and the values.
 """
 
 import os
@@ -40,6 +45,7 @@ CAMVID_COLORS = [
     [64, 64, 0],
     [0, 128, 192],
 ]
+CAMVID_VOID = 11  # "Unlabelled" in the SegNet release
 # split -> (image folder, label folder, official size)
 CAMVID_SPLITS = {
     "train": ("train", "trainannot", 367),
@@ -88,7 +94,7 @@ def camvid_metadata() -> Dict:
         "stuff_classes": list(CAMVID_CLASSES),
         "stuff_colors": [list(c) for c in CAMVID_COLORS],
         "ignore_label": IGNORE_LABEL,
-        "label_lut": label_lut({i: i for i in range(len(CAMVID_CLASSES))}),
+        "label_lut": label_lut({i: i for i in range(len(CAMVID_CLASSES))}, void=[CAMVID_VOID]),
         "evaluator_type": "sem_seg",
     }
 

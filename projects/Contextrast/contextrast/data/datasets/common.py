@@ -8,7 +8,7 @@ mistyped a root or forgot a preparation step learns what to fix from the message
 
 import logging
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -49,16 +49,22 @@ def tree_error(dataset: str, problem: str, path: str, root: str, tree: str) -> F
     )
 
 
-def label_lut(mapping: Dict[int, int]) -> Tuple[int, ...]:
-    """A 256-entry ``label_lut`` (raw label value -> train id); unmapped values go to 255.
+def label_lut(mapping: Dict[int, int], void: Sequence[int]) -> Tuple[int, ...]:
+    """A 256-entry ``label_lut`` (raw label value -> train id).
 
     Args:
         mapping: raw value -> train id for every value that is a class.
+        void: raw values the release defines as void / unlabelled: mapped to 255 (ignore).
+            Every other raw value cannot occur in a correct file: -1, an error when read.
 
     Returns:
         Tuple of 256 ints, the metadata format described in ``docs/architecture.md``.
     """
-    lut = np.full(256, IGNORE_LABEL, dtype=np.int64)
+    lut = np.full(256, -1, dtype=np.int64)
+    for raw in void:
+        if not 0 <= raw < 256 or raw in mapping:
+            raise ValueError(f"label_lut void value {raw} is outside 0..255 or also a class")
+        lut[raw] = IGNORE_LABEL
     for raw, train_id in mapping.items():
         if not (0 <= raw < 256 and 0 <= train_id <= IGNORE_LABEL):
             raise ValueError(f"label_lut entry {raw} -> {train_id} is outside 0..255")
