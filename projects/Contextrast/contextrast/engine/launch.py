@@ -186,8 +186,10 @@ def _init_external(env: DistributedEnv, timeout=DEFAULT_TIMEOUT) -> None:
     if has_gpu:
         if env.local_world_size > torch.cuda.device_count():
             raise RuntimeError(
-                f"{env.local_world_size} processes on this machine but only "
-                f"{torch.cuda.device_count()} visible GPUs"
+                f"{env.local_world_size} processes on this machine but process {env.rank} sees "
+                f"only {torch.cuda.device_count()} GPUs: each process uses GPU LOCAL_RANK "
+                "(detectron2 wraps the model in DDP on that device), so every process of a "
+                "machine must see all its GPUs (SLURM: --gpus-per-node, not --gpus-per-task)"
             )
         torch.cuda.set_device(env.local_rank)  # before NCCL creates its communicators
     dist.init_process_group(

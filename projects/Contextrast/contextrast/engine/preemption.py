@@ -139,6 +139,10 @@ class PreemptionHook(HookBase):
             self.checkpointer.has_checkpoint() and self.checkpointer.get_checkpoint_file() == path
         ):
             self.checkpointer.save(name, iteration=iteration)
+        # Requeue before the barrier: once one process exits, `srun --kill-on-bad-exit` may end
+        # the others.
+        if self.requeue and comm.is_main_process():
+            requeue_slurm_job()
         comm.synchronize()  # nobody exits before the checkpoint is on disk
         who = signal.Signals(self.received).name if self.received else "signal to another process"
         message = (
@@ -146,6 +150,4 @@ class PreemptionHook(HookBase):
             f"with status {PREEMPTED_EXIT_CODE}. Continue with --resume and the same OUTPUT_DIR."
         )
         logger.warning(message)
-        if self.requeue and comm.is_main_process():
-            requeue_slurm_job()
         raise TrainingPreempted(message)
