@@ -25,6 +25,7 @@ from typing import Optional, Sequence
 
 from contextrast.config import load_config
 from contextrast.export import (
+    EXPORTERS,
     INFERENCE_METRICS,
     compare,
     default_size,
@@ -44,6 +45,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     parser.add_argument("--height", type=int, help="default: the first config's training crop")
     parser.add_argument("--width", type=int, help="default: the first config's training crop")
+    parser.add_argument(
+        "--exporter", choices=EXPORTERS, default=EXPORTERS[0], help="exporter of the ONNX figures"
+    )
     parser.add_argument("--expect-equal", action="store_true", help="fail unless all ratios = 1")
     parser.add_argument("--output-json", metavar="FILE")
     args = parser.parse_args(argv)
@@ -59,7 +63,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         names = [f"{i}:{n}" for i, n in enumerate(names)]
     with tempfile.TemporaryDirectory() as workdir:
         reports = [
-            measure(cfg, height=height, width=width, workdir=workdir, name=f"model{i}")
+            measure(
+                cfg,
+                height=height,
+                width=width,
+                workdir=workdir,
+                name=f"model{i}",
+                exporter=args.exporter,
+            )
             for i, cfg in enumerate(cfgs)
         ]
     comparisons = compare(reports)

@@ -16,9 +16,11 @@ override the config.
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Optional, Sequence
 
+import numpy as np
 import torch
 
 from contextrast.config import load_config
@@ -68,12 +70,16 @@ def _deployed_model(args, path: str):
         from contextrast.export import TensorRTRunner
 
         runner = TensorRTRunner(path)
-        return f"trt {path}", lambda x: runner(torch.from_numpy(x).cuda()).cpu().numpy()
+        return (
+            f"trt {os.path.basename(path)}",
+            lambda x: runner(torch.from_numpy(x).cuda()).cpu().numpy(),
+        )
     try:
         predictor = Predictor(path, backend=args.backend, threads=args.threads)
     except RuntimeError as e:
         sys.exit(f"error: {e}")
-    return f"{args.backend} {predictor.metadata.precision}", predictor.forward_array
+    name = f"{args.backend} {predictor.metadata.precision} {os.path.basename(path)}"
+    return name, predictor.forward_array
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -112,12 +118,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         models = {"pytorch": Predictor(cfg, args.weights).forward_array, **models}
     results = evaluate_models(cfg, dataset, models, max_images=args.max_images)
 
-    keys = ("mIoU", "fwIoU", "mACC", "pACC", "median_ms", "mean_ms")
-    print(f"{dataset}, {next(iter(results.values()))['images']} images:")
+    # Paired latency ratio: median over images of (time / first model's time on that image).
+    first = np.asarray(next(iter(results.values()))["times_ms"])
+    for row in results.values():
+        row["paired_ratio"] = float(np.median(np.asarray(row["times_ms"]) / first))
+    keys = ("mIoU", "fwIoU", "mACC", "pACC", "median_ms", "mean_ms", "paired_ratio")
+    print(f"{dataset}, {len(first)} images (paired_ratio: latency relative to the first row):")
     print("| model | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 1) + "|")
     for name, row in results.items():
-        print(f"| {name} | " + " | ".join(f"{row[k]:.2f}" for k in keys) + " |")
+        print(
+            f"| {name} | "
+            + " | ".join(f"{row[k]:.3g}" if k == "paired_ratio" else f"{row[k]:.2f}" for k in keys)
+            + " |"
+        )
     if args.output_json:
         with open(args.output_json, "w") as f:
             json.dump({"dataset": dataset, "model": args.model, "results": results}, f, indent=1)

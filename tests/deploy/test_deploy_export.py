@@ -1,8 +1,6 @@
 """ONNX export of a Contextrast checkpoint: no training-only weights, the baseline's graph,
 ONNX Runtime parity at two sizes, and clear errors for checkpoints of another network."""
 
-import importlib.util
-
 import numpy as np
 import onnx
 import pytest
@@ -226,25 +224,29 @@ def test_baseline_checkpoint_loads_without_dropping(tmp_path):
     assert report["dropped"] == []
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("onnxscript") is None,
-    reason="the dynamo exporter needs onnxscript (not in requirements.txt)",
-)
-def test_dynamo_exporter(demo_checkpoint, tmp_path, contextrast_onnx):
-    path = str(tmp_path / "dynamo.onnx")
-    argv = [
-        "--config-file",
-        DEMO_CONFIG,
-        "--weights",
-        demo_checkpoint,
-        "--output",
-        path,
-        "--dynamic",
-    ]
-    assert export_onnx.main(argv + ["--exporter", "dynamo"]) == 0
+def test_dynamo_is_the_default_exporter():
+    args = export_onnx.build_parser().parse_args(["--config-file", "c", "--output", "o"])
+    assert args.exporter == "dynamo"  # the fixtures' exports above are dynamo graphs
+
+
+def test_torchscript_exporter(demo_checkpoint, tmp_path, contextrast_onnx):
+    # The deprecated exporter stays available behind --exporter torchscript: same contract,
+    # parity, and no training-only weight (by name or by value).
+    path = str(tmp_path / "torchscript.onnx")
+    argv = ["--config-file", DEMO_CONFIG, "--weights", demo_checkpoint, "--output", path]
+    assert export_onnx.main(argv + ["--dynamic", "--exporter", "torchscript"]) == 0
     summary = onnx_graph_summary(path)
     assert not [n for n in summary["initializers"] if "contrast" in n]
     assert summary["inputs"] == onnx_graph_summary(contextrast_onnx)["inputs"]
+    assert summary["outputs"] == onnx_graph_summary(contextrast_onnx)["outputs"]
+    heads = [
+        v.numpy()
+        for k, v in read_checkpoint(demo_checkpoint).items()
+        if k.startswith(TRAINING_ONLY_PREFIX) and v.numel() > 1
+    ]
+    for init in onnx.load(path).graph.initializer:
+        array = numpy_helper.to_array(init)
+        assert not any(array.shape == h.shape and np.allclose(array, h) for h in heads), init.name
     images = random_images(2, 97, 161, seed=5)
     reference = torch_forward(
         InferenceWrapper(inference_model(DEMO_CONFIG, demo_checkpoint)), images

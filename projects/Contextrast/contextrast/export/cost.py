@@ -21,7 +21,7 @@ from .model import (
     count_parameters,
     jitter_weights,
 )
-from .onnx_io import export_onnx, onnx_graph_summary, random_images
+from .onnx_io import EXPORTERS, export_onnx, onnx_graph_summary, random_images
 
 __all__ = [
     "INFERENCE_METRICS",
@@ -53,8 +53,17 @@ def flop_count(wrapper: InferenceWrapper, images: torch.Tensor) -> int:
     return int(analysis.total())
 
 
-def measure(cfg, *, height: int, width: int, workdir: str, name: str, seed: int = 0) -> Dict:
-    """Inference and training cost of one config.
+def measure(
+    cfg,
+    *,
+    height: int,
+    width: int,
+    workdir: str,
+    name: str,
+    seed: int = 0,
+    exporter: str = EXPORTERS[0],
+) -> Dict:
+    """Inference and training cost of one config (the ONNX figures from ``exporter``'s graph).
 
     Returns:
         dict with :data:`INFERENCE_METRICS`, :data:`TRAINING_METRICS`, ``op_histogram`` and
@@ -64,7 +73,7 @@ def measure(cfg, *, height: int, width: int, workdir: str, name: str, seed: int 
     wrapper = InferenceWrapper(jitter_weights(build_inference_model(cfg), seed))
     images = torch.from_numpy(random_images(1, height, width, seed))
     path = os.path.join(workdir, f"{name}.onnx")
-    export_onnx(wrapper, path, images, dynamic=False)
+    export_onnx(wrapper, path, images, dynamic=False, exporter=exporter)
     graph = onnx_graph_summary(path)
     training = build_training_model(cfg)
     return {

@@ -115,7 +115,7 @@ class Predictor:
             if session.get_providers()[0] != ORT_BACKENDS[backend][0]:
                 raise RuntimeError(f"{backend}: onnxruntime fell back to {session.get_providers()}")
             self.backend = backend
-            self._forward = self._ort_forward(session)
+            self._forward = self._ort_forward(session, model)
             return
         cfg = model if isinstance(model, CfgNode) else load_config(model, opts, device="cpu")
         network = build_inference_model(cfg)
@@ -132,11 +132,21 @@ class Predictor:
         self._forward = self._torch_forward(InferenceWrapper(network))
 
     @staticmethod
-    def _ort_forward(session) -> Callable[[np.ndarray], np.ndarray]:
+    def _ort_forward(session, path: str) -> Callable[[np.ndarray], np.ndarray]:
         output = session.get_outputs()[0].name
         if output != "logits":
-            raise ValueError(f"the ONNX graph returns {output!r}; export it with logits output")
-        return lambda x: session.run([output], {INPUT_NAME: x})[0]
+            raise ValueError(f"{path} returns {output!r}: export it with --output-kind logits")
+        static = [d if isinstance(d, int) else None for d in session.get_inputs()[0].shape]
+
+        def forward(x: np.ndarray) -> np.ndarray:
+            if any(s is not None and s != d for s, d in zip(static, x.shape)):
+                raise ValueError(
+                    f"{path} has the static input shape {static} and this image gives "
+                    f"{list(x.shape)}: export with --dynamic (or at this size)"
+                )
+            return session.run([output], {INPUT_NAME: x})[0]
+
+        return forward
 
     @staticmethod
     def _torch_forward(wrapper: InferenceWrapper) -> Callable[[np.ndarray], np.ndarray]:

@@ -1,0 +1,155 @@
+"""Prediction with a deployed model: the ONNX metadata contract round-trips, ``tools/predict.py``
+runs an ``.onnx`` file (no config) and a checkpoint on image files, folders, globs and a video
+the test writes, and agrees with PyTorch; bad inputs get errors that name them."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from helpers import DEMO_CONFIG, ROOT, subprocess_env, tool
+
+from contextrast.config import load_config
+from contextrast.export import Predictor, metadata_from_config, read_bgr, read_metadata
+
+PREDICT = tool("tools", "predict.py")
+
+
+def predict(*args, check=True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, PREDICT, *args],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check:
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def demo_images(tmp_path_factory):
+    """Three validation images of the built-in dataset, copied into a folder."""
+    folder = tmp_path_factory.mktemp("images")
+    for record in DatasetCatalog.get("synth_streets_val")[:3]:
+        shutil.copy(record["file_name"], folder)
+    return sorted(str(folder / f) for f in os.listdir(folder))
+
+
+def test_metadata_round_trips(contextrast_onnx):
+    cfg = load_config(DEMO_CONFIG, device="cpu")
+    meta = read_metadata(contextrast_onnx)
+    dataset = MetadataCatalog.get(cfg.DATASETS.TEST[0])
+    assert meta.class_names == list(dataset.stuff_classes)
+    assert meta.palette == [tuple(c) for c in dataset.stuff_colors]
+    assert (meta.input_format, meta.input_range, meta.ignore_label) == ("BGR", "0-255", 255)
+    assert meta.training_resolution == tuple(cfg.INPUT.CROP.SIZE)
+    assert (meta.min_size_test, meta.max_size_test) == (0, cfg.INPUT.MAX_SIZE_TEST)
+    assert (meta.precision, meta.output_kind, meta.contextrast_enabled) == ("fp32", "logits", True)
+    assert meta == metadata_from_config(cfg)
+    # The hash identifies the Contextrast recipe: another projection size gives another hash.
+    other = load_config(DEMO_CONFIG, ["MODEL.CONTEXTRAST.PROJ_DIM", "32"], device="cpu")
+    assert metadata_from_config(other).config_hash != meta.config_hash
+
+
+def test_onnx_without_metadata_is_a_clear_error(contextrast_onnx, tmp_path):
+    model = onnx.load(contextrast_onnx)
+    del model.metadata_props[:]
+    bare = str(tmp_path / "bare.onnx")
+    onnx.save(model, bare)
+    with pytest.raises(ValueError, match=r"bare\.onnx: ONNX metadata_props lack .*class_names"):
+        Predictor(bare)
+    with pytest.raises(FileNotFoundError, match="missing.onnx"):
+        Predictor(str(tmp_path / "missing.onnx"))
+    with pytest.raises(ValueError, match="unknown backend 'ort-tpu'"):
+        Predictor(contextrast_onnx, backend="ort-tpu")
+
+
+def test_predict_onnx_and_pytorch_agree_on_files_folders_and_globs(
+    demo_checkpoint, contextrast_onnx, demo_images, tmp_path
+):
+    folder = os.path.dirname(demo_images[0])
+    onnx_out, torch_out = tmp_path / "onnx", tmp_path / "torch"
+    # A folder and a glob that matches the same files again: each image once.
+    proc = predict("--onnx", contextrast_onnx, "--input", folder, folder + "/*.png",
+                   "--output", str(onnx_out))  # fmt: skip
+    assert "3 images with ort-cpu (fp32)" in proc.stdout and "ms / image" in proc.stdout
+    predict("--config-file", DEMO_CONFIG, "--weights", demo_checkpoint, "--input", demo_images[0],
+            demo_images[1], demo_images[2], "--output", str(torch_out))  # fmt: skip
+    num_classes = len(read_metadata(contextrast_onnx).class_names)
+    for path in demo_images:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        image = cv2.imread(path)
+        ours = cv2.imread(str(onnx_out / f"{stem}_labels.png"), cv2.IMREAD_UNCHANGED)
+        reference = cv2.imread(str(torch_out / f"{stem}_labels.png"), cv2.IMREAD_UNCHANGED)
+        assert ours.shape == image.shape[:2] and ours.max() < num_classes
+        assert np.mean(ours == reference) >= 0.999
+        overlay = cv2.imread(str(onnx_out / f"{stem}_overlay.png"))
+        assert overlay.shape[1] == image.shape[1] and overlay.shape[0] > image.shape[0]  # legend
+        assert not np.array_equal(overlay[: image.shape[0]], image)  # labels drawn over it
+
+
+def test_predictor_api_matches_the_script(contextrast_onnx, demo_images, tmp_path):
+    predictor = Predictor(contextrast_onnx)
+    image = read_bgr(demo_images[0])
+    logits = predictor.logits(image)
+    assert logits.shape == (predictor.metadata.num_classes, *image.shape[:2])
+    labels = predictor(image)
+    assert np.array_equal(labels, logits.argmax(0)) and predictor.last_time_s > 0
+    predict("--onnx", contextrast_onnx, "--input", demo_images[0], "--output", str(tmp_path))
+    stem = os.path.splitext(os.path.basename(demo_images[0]))[0]
+    written = cv2.imread(str(tmp_path / f"{stem}_labels.png"), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(written, labels)
+
+
+def test_predict_video(contextrast_onnx, demo_images, tmp_path):
+    clip = str(tmp_path / "clip.mp4")
+    frames = [cv2.imread(p) for p in demo_images] * 2  # 6 frames
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(clip, cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (width, height))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    proc = predict("--onnx", contextrast_onnx, "--video-input", clip, "--output", str(tmp_path))
+    assert "6 images with ort-cpu" in proc.stdout
+    capture = cv2.VideoCapture(str(tmp_path / "clip_overlay.mp4"))
+    count = 0
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        count += 1
+        assert frame.shape[1] == width and frame.shape[0] > height  # overlay + legend
+    assert count == 6
+
+
+def test_predict_real_camvid_images(contextrast_onnx, camvid_root, tmp_path):
+    # Real street images of another size and source than the demo's (the demo's classes).
+    files = sorted(os.listdir(os.path.join(camvid_root, "val")))[:2]
+    paths = [os.path.join(camvid_root, "val", f) for f in files]
+    predict("--onnx", contextrast_onnx, "--input", *paths, "--output", str(tmp_path))
+    for path in paths:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        labels = cv2.imread(str(tmp_path / f"{stem}_labels.png"), cv2.IMREAD_UNCHANGED)
+        assert labels.shape == cv2.imread(path).shape[:2]
+
+
+def test_bad_inputs_name_the_file(contextrast_onnx, tmp_path):
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"not a png at all")
+    proc = predict("--onnx", contextrast_onnx, "--input", str(corrupt), "--output",
+                   str(tmp_path / "o"), check=False)  # fmt: skip
+    assert proc.returncode != 0 and "corrupt.png: not a readable image" in proc.stderr
+    proc = predict("--onnx", contextrast_onnx, "--input", str(tmp_path / "none*.png"), "--output",
+                   str(tmp_path / "o"), check=False)  # fmt: skip
+    assert proc.returncode != 0 and "none*.png: no image found" in proc.stderr
+    proc = predict("--onnx", contextrast_onnx, "--video-input", str(tmp_path / "no.mp4"),
+                   "--output", str(tmp_path / "o"), check=False)  # fmt: skip
+    assert proc.returncode != 0 and "no.mp4: no such video file" in proc.stderr
