@@ -12,7 +12,13 @@ from helpers import DEMO_CONFIG
 
 from contextrast.evaluation import build_sem_seg_evaluator
 from contextrast.evaluation.inference import build_eval_loader, dataset_records, load_eval_model
-from contextrast.export import onnx_graph_summary, ort_session, random_images, read_metadata
+from contextrast.export import (
+    ArrayCalibrationReader,
+    onnx_graph_summary,
+    ort_session,
+    random_images,
+    read_metadata,
+)
 from deploy import evaluate, export_onnx, quantize
 
 DATASET = "synth_streets_val"
@@ -90,3 +96,14 @@ def test_unavailable_backends_say_why(contextrast_onnx, tmp_path):
     with pytest.raises(SystemExit, match="INPUT.FORMAT: 'BGR' in .* 'RGB' in the config"):
         evaluate.main(["--model", contextrast_onnx, "--config-file", DEMO_CONFIG,
                        "INPUT.FORMAT", "RGB"])  # fmt: skip
+
+
+def test_calibration_reader_replays_after_rewind():
+    arrays = (random_images(1, 8, 8, seed=i) for i in range(3))
+    reader = ArrayCalibrationReader(arrays)
+    first = [reader.get_next()["images"] for _ in range(3)]
+    assert reader.get_next() is None and reader.count == 3
+    reader.rewind()  # calibrators with a second pass get the same images
+    again = [reader.get_next()["images"] for _ in range(3)]
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not np.array_equal(first[0], first[1])

@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import os
 import tempfile
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Iterator, List, Optional
 
 import numpy as np
 
@@ -78,21 +78,33 @@ def _float32_outputs(model) -> None:
 
 
 class ArrayCalibrationReader:
-    """``onnxruntime.quantization.CalibrationDataReader`` over (1, 3, H, W) float32 arrays."""
+    """``onnxruntime.quantization.CalibrationDataReader`` over (1, 3, H, W) float32 arrays.
+
+    The arrays are drawn lazily and kept, so that a calibrator that needs a second pass
+    (``rewind``) gets the same images again.
+    """
 
     def __init__(self, arrays: Iterable[np.ndarray]):
-        self._arrays: Iterator[np.ndarray] = iter(arrays)
-        self.count = 0
+        self._source: Iterator[np.ndarray] = iter(arrays)
+        self._seen: List[np.ndarray] = []
+        self._position = 0
+
+    @property
+    def count(self) -> int:
+        """Number of distinct images drawn so far."""
+        return len(self._seen)
 
     def get_next(self) -> Optional[dict]:
-        array = next(self._arrays, None)
-        if array is None:
-            return None
-        self.count += 1
-        return {INPUT_NAME: np.ascontiguousarray(array, dtype=np.float32)}
+        if self._position == len(self._seen):
+            array = next(self._source, None)
+            if array is None:
+                return None
+            self._seen.append(np.ascontiguousarray(array, dtype=np.float32))
+        self._position += 1
+        return {INPUT_NAME: self._seen[self._position - 1]}
 
-    def rewind(self) -> None:  # a single pass is all quantize_static needs
-        raise NotImplementedError("ArrayCalibrationReader is a single pass")
+    def rewind(self) -> None:
+        self._position = 0
 
 
 def calibration_images(
