@@ -100,17 +100,3 @@ class ASPPHead(SplitSemSegHead):
             ``{"sem_seg": (B, K, H/s, W/s) logits}``.
         """
         return {"sem_seg": self.predictor(self.aspp(features[self.in_feature]))}
-
-    def losses(self, outputs: Dict[str, Tensor], targets: Tensor) -> Dict[str, Tensor]:
-        """
-        Args:
-            outputs: :meth:`layers` outputs.
-            targets: (B, H, W) long labels.
-
-        Returns:
-            ``{"loss_sem_seg": scalar}``.
-        """
-        logits = F.interpolate(
-            outputs["sem_seg"], size=targets.shape[-2:], mode="bilinear", align_corners=False
-        )
-        return {"loss_sem_seg": self.loss(logits, targets) * self.loss_weight}

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from detectron2.projects.deeplab.loss import DeepLabCE
 from torch import Tensor
 
-__all__ = ["SemSegCrossEntropy", "SplitSemSegHead", "build_sem_seg_loss"]
+__all__ = ["SemSegCrossEntropy", "SplitSemSegHead", "build_sem_seg_loss", "upsampled_loss"]
 
 
 class SemSegCrossEntropy(nn.Module):
@@ -50,9 +50,26 @@ def build_sem_seg_loss(loss_type: str, ignore_value: int) -> nn.Module:
     )
 
 
+def upsampled_loss(loss: nn.Module, logits: Tensor, targets: Tensor) -> Tensor:
+    """Apply a pixel-wise loss to logits upsampled (bilinear) to the label resolution.
+
+    Args:
+        loss: e.g. from :func:`build_sem_seg_loss` (``MODEL.SEM_SEG_HEAD.LOSS_TYPE``).
+        logits: ``(B, K, h, w)`` at the head's output stride.
+        targets: ``(B, H, W)`` int64 labels.
+
+    Returns:
+        Tensor: scalar loss.
+    """
+    logits = F.interpolate(logits, size=targets.shape[-2:], mode="bilinear", align_corners=False)
+    return loss(logits, targets)
+
+
 class SplitSemSegHead(nn.Module):
     """Base of heads that define ``layers(features)`` (a dict with the ``"sem_seg"`` logits at
-    ``common_stride``) and ``losses(outputs, targets)``; provides detectron2's ``forward``."""
+    ``common_stride``) and, unless the default suits them, ``losses(outputs, targets)``;
+    provides detectron2's ``forward``. The default loss needs ``self.loss`` (a pixel loss) and
+    ``self.loss_weight``."""
 
     common_stride: int
 
@@ -60,7 +77,18 @@ class SplitSemSegHead(nn.Module):
         raise NotImplementedError
 
     def losses(self, outputs: Dict[str, Tensor], targets: Tensor) -> Dict[str, Tensor]:
-        raise NotImplementedError
+        """
+        Args:
+            outputs: :meth:`layers` outputs.
+            targets: ``(B, H, W)`` int64 labels at the input resolution.
+
+        Returns:
+            ``{"loss_sem_seg": scalar}``, weighted by ``loss_weight``.
+        """
+        return {
+            "loss_sem_seg": upsampled_loss(self.loss, outputs["sem_seg"], targets)
+            * self.loss_weight
+        }
 
     def forward(self, features: Dict[str, Tensor], targets: Tensor = None):
         """detectron2's head contract.

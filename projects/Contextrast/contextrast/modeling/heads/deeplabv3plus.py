@@ -1,11 +1,9 @@
 """DeepLabV3+ head (:paper:`DeepLabV3+`): detectron2's ``DeepLabV3PlusHead`` with the
 layers()/losses() split and a crop-size-independent ASPP."""
 
-import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 from detectron2.projects.deeplab import DeepLabV3PlusHead
-from torch import Tensor
 
 from .common import SplitSemSegHead, build_sem_seg_loss
 
@@ -54,17 +52,3 @@ class SplitDeepLabV3PlusHead(SplitSemSegHead, DeepLabV3PlusHead):
             ``{"sem_seg": (B, K, H/s, W/s) logits}``, ``s`` = ``COMMON_STRIDE``.
         """
         return {"sem_seg": DeepLabV3PlusHead.layers(self, features)}
-
-    def losses(self, outputs, targets: Tensor):
-        """
-        Args:
-            outputs: :meth:`layers` outputs.
-            targets: (B, H, W) long labels.
-
-        Returns:
-            ``{"loss_sem_seg": scalar}``.
-        """
-        logits = F.interpolate(
-            outputs["sem_seg"], size=targets.shape[-2:], mode="bilinear", align_corners=False
-        )
-        return {"loss_sem_seg": self.loss(logits, targets) * self.loss_weight}

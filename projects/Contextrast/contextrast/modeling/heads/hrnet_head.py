@@ -17,7 +17,7 @@ from torch import nn
 
 from .common import SplitSemSegHead, build_sem_seg_loss
 
-__all__ = ["HRNetV2Head", "concat_branches", "upsampled_loss"]
+__all__ = ["HRNetV2Head", "concat_branches"]
 
 
 def concat_branches(branches: List[torch.Tensor]) -> torch.Tensor:
@@ -34,21 +34,6 @@ def concat_branches(branches: List[torch.Tensor]) -> torch.Tensor:
         F.interpolate(x, size=size, mode="bilinear", align_corners=False) for x in branches[1:]
     ]
     return torch.cat(upsampled, dim=1)
-
-
-def upsampled_loss(loss: nn.Module, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Apply a pixel-wise loss to logits upsampled (bilinear) to the label resolution.
-
-    Args:
-        loss: e.g. from :func:`build_sem_seg_loss` (``MODEL.SEM_SEG_HEAD.LOSS_TYPE``).
-        logits: ``(B, K, h, w)`` at the head's output stride.
-        targets: ``(B, H, W)`` int64 labels.
-
-    Returns:
-        Tensor: scalar loss.
-    """
-    logits = F.interpolate(logits, size=targets.shape[-2:], mode="bilinear", align_corners=False)
-    return loss(logits, targets)
 
 
 @SEM_SEG_HEADS_REGISTRY.register()
@@ -123,15 +108,3 @@ class HRNetV2Head(SplitSemSegHead):
         """
         x = concat_branches([features[name] for name in self.in_features])
         return {"sem_seg": self.predictor(self.fuse(x))}
-
-    def losses(self, outputs: Dict[str, torch.Tensor], targets: torch.Tensor):
-        """
-        Args:
-            outputs: :meth:`layers` output.
-            targets: ``(B, H, W)`` int64 labels at the input resolution.
-
-        Returns:
-            dict: ``{"loss_sem_seg": scalar}``, weighted by ``loss_weight``.
-        """
-        loss = upsampled_loss(self.loss, outputs["sem_seg"], targets)
-        return {"loss_sem_seg": loss * self.loss_weight}

@@ -25,8 +25,8 @@ from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 from torch import nn
 
-from .common import SplitSemSegHead, build_sem_seg_loss
-from .hrnet_head import concat_branches, upsampled_loss
+from .common import SplitSemSegHead, build_sem_seg_loss, upsampled_loss
+from .hrnet_head import concat_branches
 
 __all__ = ["OCRHead", "ObjectContextBlock", "object_region_representations"]
 
