@@ -79,6 +79,12 @@ class Preset:
     pretrained: Optional[Tuple[str, str]] = None
 
 
+_LITE0_CONFIGS = {
+    "ce": "configs/camvid/lite0_deeplabv3plus_baseline.yaml",
+    "ccl": "configs/camvid/lite0_deeplabv3plus_ccl_only.yaml",
+    "ccl_bane": "configs/camvid/lite0_deeplabv3plus_contextrast.yaml",
+}
+_LITE0_WEIGHTS = ("efficientnet_lite0", "output/pretrained/efficientnet_lite0.pth")
 PRESETS = {
     "cpu": Preset(
         configs={
@@ -98,15 +104,11 @@ PRESETS = {
         "reproduce the paper.",
     ),
     "lite0": Preset(
-        configs={
-            "ce": "configs/camvid/lite0_deeplabv3plus_baseline.yaml",
-            "ccl": "configs/camvid/lite0_deeplabv3plus_ccl_only.yaml",
-            "ccl_bane": "configs/camvid/lite0_deeplabv3plus_contextrast.yaml",
-        },
+        configs=_LITE0_CONFIGS,
         seeds=(0, 1, 2),
         opts=(
             "MODEL.DEVICE", "cpu",
-            "MODEL.WEIGHTS", "output/pretrained/efficientnet_lite0.pth",
+            "MODEL.WEIGHTS", _LITE0_WEIGHTS[1],
             # 256 (the paper's d) costs 1.3x the CE step on 2 CPU cores, 128 about 1.1x.
             "MODEL.CONTEXTRAST.PROJ_DIM", "128",
             "SOLVER.IMS_PER_BATCH", "8",
@@ -125,7 +127,7 @@ PRESETS = {
         # took a core (OpenMP threads wait on each other). Single-thread processes with
         # disjoint --seeds, side by side, use the cores and keep going under load.
         threads=1,
-        pretrained=("efficientnet_lite0", "output/pretrained/efficientnet_lite0.pth"),
+        pretrained=_LITE0_WEIGHTS,
         note="ImageNet-pretrained EfficientNet-Lite0 (4.5M parameters) + a light DeepLabV3+ head, "
         "600 iterations of batch 8 on 240x320 crops (random scale 0.8-1.2, not the paper's "
         "0.5-2.0), single-scale evaluation at 360x480: far "
@@ -133,15 +135,11 @@ PRESETS = {
         "flip testing, so absolute mIoU is lower; the three settings share everything else.",
     ),
     "lite0_gpu": Preset(
-        configs={
-            "ce": "configs/camvid/lite0_deeplabv3plus_baseline.yaml",
-            "ccl": "configs/camvid/lite0_deeplabv3plus_ccl_only.yaml",
-            "ccl_bane": "configs/camvid/lite0_deeplabv3plus_contextrast.yaml",
-        },
+        configs=_LITE0_CONFIGS,
         seeds=(0, 1, 2),
         opts=(
             "MODEL.DEVICE", "cuda",
-            "MODEL.WEIGHTS", "output/pretrained/efficientnet_lite0.pth",
+            "MODEL.WEIGHTS", _LITE0_WEIGHTS[1],
             "SOLVER.IMS_PER_BATCH", "16",
             "SOLVER.MAX_ITER", "2000",
             "SOLVER.WARMUP_ITERS", "20",
@@ -150,7 +148,7 @@ PRESETS = {
             "TEST.EVAL_PERIOD", "0",
             "DATALOADER.NUM_WORKERS", "6",
         ),  # fmt: skip
-        pretrained=("efficientnet_lite0", "output/pretrained/efficientnet_lite0.pth"),
+        pretrained=_LITE0_WEIGHTS,
         note="ImageNet-pretrained EfficientNet-Lite0 + DeepLabV3+ head at full CamVid resolution "
         "(360x480 crops, batch 16, the paper's LR 0.02), 2000 of the paper's 6000 iterations, "
         "single-scale evaluation.",
