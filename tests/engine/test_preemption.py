@@ -129,3 +129,17 @@ def test_sigterm_checkpoints_and_resume_continues_the_run(reference_2p, tmp_path
     assert final["iteration"] == ref_final["iteration"] == MAX_ITER - 1
     assert_same_tensors(final["model"], ref_final["model"], "model")
     assert_same_tensors(final["trainer"], ref_final["trainer"], "trainer")
+
+
+def test_requeue_says_why_it_did_not_happen(monkeypatch, caplog, tmp_path):
+    from contextrast.engine.preemption import requeue_slurm_job
+
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    with caplog.at_level("WARNING", logger="contextrast.engine.preemption"):
+        assert not requeue_slurm_job()
+    assert "not a SLURM job" in caplog.text
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no scontrol on this machine's PATH
+    with caplog.at_level("WARNING", logger="contextrast.engine.preemption"):
+        assert not requeue_slurm_job()
+    assert "scontrol requeue 4242 failed" in caplog.text
