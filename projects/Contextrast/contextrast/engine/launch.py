@@ -88,6 +88,8 @@ def _tasks_on_node(tasks_per_node: str, node_index: int) -> int:
 
 def _first_host(nodelist: str) -> str:
     """First host of a SLURM node list (``scontrol show hostnames``; plain names without it)."""
+    if not nodelist:
+        raise ValueError("an srun step without SLURM_STEP_NODELIST: set MASTER_ADDR")
     try:
         out = subprocess.run(
             ["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, check=True
