@@ -1,0 +1,142 @@
+#!/usr/bin/env python
+"""Paired ablation table of a CamVid study: variants of one setting against its default.
+
+A variant is a study trained with ``camvid_study.py --tag <name> KEY VALUE`` (usually with
+``--ce-from`` the main study, so that CE only is shared); its runs live in ``<base>_<name>/``
+next to the main study's ``<base>/``. Every variant run is compared, seed by seed, with the run of
+the same setting and seed in the main study and with CE only.
+
+Runs are read either from a study's output folder (``<folder>/<setting>_seed<N>/result.json``) or
+from the copies committed under ``docs/results/`` (``<folder>/<setting>_seed<N>.json``), so the
+table can be rebuilt on a fresh clone without training:
+
+    python bench/study_ablations.py --base docs/results/camvid_lite0_study_runs/lite0 \\
+        --variants normmix fn k025 raster --output docs/results/camvid_lite0_ablations.md
+"""
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Dict, List, Optional, Sequence
+
+from study_report import mean_std
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+# The classes the issue singles out: thin structures below 10 IoU for CE only.
+THIN_CLASSES = ("Pole", "SignSymbol", "Bicyclist")
+logger = logging.getLogger("contextrast.bench.study_ablations")
+
+
+def load_run(folder: str, setting: str, seed: int) -> Optional[Dict]:
+    """result.json of one run, from an output folder or a committed copy; None when absent."""
+    for path in (
+        os.path.join(folder, f"{setting}_seed{seed}", "result.json"),
+        os.path.join(folder, f"{setting}_seed{seed}.json"),
+    ):
+        if os.path.isfile(path) and os.path.getsize(path) > 0:
+            with open(path) as f:
+                return json.load(f)
+    return None
+
+
+def extra_overrides(run: Dict, default: Dict) -> List[str]:
+    """The ``KEY VALUE`` pairs a variant run added after the default run's overrides."""
+    base, opts = list(default["opts"]), list(run["opts"])
+    if opts[: len(base)] != base:
+        raise ValueError(
+            f"variant run {run['command']!r} does not extend the default run's overrides {base}; "
+            "it is not a paired ablation of that study"
+        )
+    return opts[len(base) :]
+
+
+def _paired(values: Dict[int, float], base: Dict[int, float]) -> str:
+    deltas = [values[s] - base[s] for s in sorted(values) if s in base]
+    if not deltas:
+        return "-"
+    m, sd = mean_std(deltas)
+    return f"{m:+.2f} +- {sd:.2f} ({sum(d > 0 for d in deltas)}/{len(deltas)})"
+
+
+def _row(name: str, override: str, runs: Dict[int, Dict], ce: Dict, default: Dict) -> str:
+    miou = {s: r["mIoU"] for s, r in runs.items()}
+    m, sd = mean_std(miou.values())
+    thin = []
+    for c in THIN_CLASSES:
+        tm, _ = mean_std(r["per_class_IoU"][c] for r in runs.values())
+        thin.append(f"{tm:.1f}")
+    return (
+        f"| {name} | {override} | {', '.join(map(str, sorted(runs)))} | {m:.2f} +- {sd:.2f} "
+        f"| {_paired(miou, ce)} | {_paired(miou, default)} | {' / '.join(thin)} |"
+    )
+
+
+def ablation_table(
+    base: str, variants: Sequence[str], setting: str, seeds: Sequence[int]
+) -> List[str]:
+    """Markdown lines: CE only, the default setting, then one row per variant with any runs."""
+
+    def load(folder: str, name: str) -> Dict[int, Dict]:
+        return {n: r for n in seeds if (r := load_run(folder, name, n)) is not None}
+
+    ce_runs, default_runs = load(base, "ce"), load(base, setting)
+    if not default_runs:
+        raise FileNotFoundError(f"no {setting} runs of seeds {list(seeds)} under {base}")
+    ce = {s: r["mIoU"] for s, r in ce_runs.items()}
+    default = {s: r["mIoU"] for s, r in default_runs.items()}
+    lines = [
+        "| variant | override | seeds | mIoU mean +- std | vs CE only (seeds > 0) "
+        f"| vs default (seeds > 0) | {' / '.join(THIN_CLASSES)} IoU |",
+        "|---|---|---|---|---|---|---|",
+        _row("CE only", "-", ce_runs, {}, {}),
+        _row("default", "-", default_runs, ce, {}),
+    ]
+    any_default = next(iter(default_runs.values()))
+    for name in variants:
+        runs = load(f"{base}_{name}", setting)
+        if not runs:
+            logger.info("variant %s: no finished %s run, left out", name, setting)
+            continue
+        extra = {tuple(extra_overrides(r, any_default)) for r in runs.values()}
+        if len(extra) != 1:
+            raise ValueError(f"variant {name}: its runs differ in their overrides {sorted(extra)}")
+        override = " ".join(f"`{k}={v}`" for k, v in zip(*[iter(extra.pop())] * 2))
+        lines.append(_row(name, override, runs, ce, default))
+    return lines
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--base", required=True, help="the main study's folder")
+    parser.add_argument("--variants", nargs="+", required=True, help="tags of the variants")
+    parser.add_argument("--setting", default="ccl_bane", help="the setting the variants change")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--output", help="Markdown file to write (default: print only)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[study_ablations] %(message)s")
+    lines = ablation_table(args.base, args.variants, args.setting, args.seeds)
+    lines += [
+        "",
+        f"Each variant changes one key of `{args.setting}`; deltas are paired by seed (mean +- "
+        "sample std of the per-seed differences; in brackets the seeds where the variant is "
+        "higher). The last column is the mean IoU of the thin classes over the variant's seeds.",
+    ]
+    text = "\n".join(lines) + "\n"
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text)
+        logger.info("wrote %s", os.path.relpath(args.output, ROOT))
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
