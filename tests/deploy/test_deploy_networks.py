@@ -1,5 +1,6 @@
-"""The paper's networks (random weights, small inputs): Contextrast and baseline configs deploy to
-the same cost, and the dynamic ONNX export matches PyTorch. Slow: minutes per network on 2 cores."""
+"""The paper's networks and the lite0 one (random weights, small inputs): Contextrast and baseline
+configs deploy to the same cost, and the dynamic ONNX export matches PyTorch. Slow: minutes per
+network on 2 cores."""
 
 import json
 import os
@@ -9,7 +10,7 @@ from helpers import CONFIGS_DIR
 
 from deploy import cost_report, export_onnx
 
-NETWORKS = ["hrnet_w48", "ocrnet_hrnet_w48", "deeplabv3_r101"]
+NETWORKS = ["hrnet_w48", "ocrnet_hrnet_w48", "deeplabv3_r101", "lite0_deeplabv3plus"]
 
 
 def config(dataset: str, network: str, variant: str) -> str:
@@ -38,7 +39,7 @@ def test_paper_network_cost_is_the_baselines(network, tmp_path):
 @pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
 @pytest.mark.parametrize("network", NETWORKS)
 def test_paper_network_dynamic_export_parity(network, exporter, tmp_path):
-    # Both exporters export all three networks (dynamo, the default, too: no op is missing).
+    # Both exporters export all four networks (dynamo, the default, too: no op is missing).
     # export_onnx.main runs ONNX Runtime vs PyTorch at 96x128 and at 73x163 (batch 2) and
     # returns 1 when the logits differ by more than 1e-4 + 1e-5 * max |logit|.
     argv = ["--config-file", config("camvid", network, "contextrast"), "--dynamic"]
