@@ -308,7 +308,10 @@ def parse_args(argv=None):
         "--report-only", action="store_true", help="do not train; report the finished runs"
     )
     parser.add_argument(
-        "--notes", help="Markdown file whose text goes into the report under the table"
+        "--notes",
+        nargs="+",
+        default=[],
+        help="Markdown files whose text goes into the report under the table, in this order",
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for every run")
     return parser.parse_args(argv)
@@ -379,7 +382,7 @@ def main(argv=None) -> int:
         "datasets_root": env.get("DETECTRON2_DATASETS", "datasets"),
         "threads": threads,
         "note": preset.note,
-        "notes_text": _read_text(args.notes) if args.notes else "",
+        "notes_text": "\n\n".join(_read_text(path) for path in args.notes),
         "machine": machine_info(),
         "session_wall_s": time.time() - start,
         "runs": results,

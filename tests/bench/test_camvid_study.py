@@ -33,8 +33,12 @@ def test_report_only_skips_finished_runs_and_writes_report(tmp_path):
             run.mkdir(parents=True)
             (run / "result.json").write_text(json.dumps(_fake_result(setting, seed)))
     report = tmp_path / "docs" / "study.md"
+    reading, ablations = tmp_path / "reading.md", tmp_path / "ablations.md"
+    reading.write_text("## Reading\n\nhand-written\n")
+    ablations.write_text("## Ablations\n\n| variant |\n")
     cmd = [sys.executable, SCRIPT, "--preset", "cpu", "--seeds", "0", "1", "--report-only",
-           "--output-dir", str(out), "--report", str(report)]  # fmt: skip
+           "--output-dir", str(out), "--report", str(report),
+           "--notes", str(reading), str(ablations)]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = report.read_text()
@@ -42,6 +46,8 @@ def test_report_only_skips_finished_runs_and_writes_report(tmp_path):
     assert "| CE + CCL + BANE | 2 | 22.50 +- 0.71 | +2.00 +- 0.00 (2/2 seeds > 0) |" in text
     assert "| +1.00 +- 0.00 (2/2 seeds > 0) |" in text  # vs CE + CCL
     assert text.index("| Sky |") < text.index("| Bicyclist |")  # dataset class order
+    # The notes follow the table, in the order given.
+    assert text.index("| CE only |") < text.index("hand-written") < text.index("## Ablations")
     assert (tmp_path / "docs" / "study_miou.png").stat().st_size > 0
     assert (tmp_path / "docs" / "study_loss.png").stat().st_size > 0
     summary = json.loads((out / "results.json").read_text())
