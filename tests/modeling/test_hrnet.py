@@ -143,7 +143,7 @@ def test_head_contract(small_backbone):
     small_backbone.train()
     head.train()
     outputs = head.layers(small_backbone(images))
-    assert list(outputs) == ["sem_seg"]
+    assert list(outputs) == ["sem_seg", "fused"]
     assert outputs["sem_seg"].shape == (2, 5, 16, 24)
     losses = head.losses(outputs, targets)
     assert list(losses) == ["loss_sem_seg"]
@@ -173,6 +173,17 @@ def test_head_contract(small_backbone):
     # Inference output = the stride-4 logits upsampled by common_stride.
     expected = F.interpolate(stride4, scale_factor=4, mode="bilinear")
     assert torch.allclose(logits, expected)
+
+
+@pytest.mark.parametrize("head_name", ["HRNetV2Head", "OCRHead"])
+def test_heads_expose_the_features_a_projection_head_can_read(small_backbone, head_name):
+    head = build_sem_seg_head(hrnet_cfg(head=head_name), small_backbone.output_shape())
+    shapes = head.contrast_feature_shapes()
+    assert list(shapes) == (["fused"] if head_name == "HRNetV2Head" else ["pixels", "context"])
+    with torch.no_grad():
+        outputs = head.layers(small_backbone(torch.randn(1, 3, 64, 96)))
+    for name, shape in shapes.items():
+        assert outputs[name].shape == (1, shape.channels, 64 // shape.stride, 96 // shape.stride)
 
 
 def test_hrnetv2_w48_parameter_count():

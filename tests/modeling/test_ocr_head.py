@@ -93,7 +93,7 @@ def test_ocr_head_train_contract():
     targets[0, :, :20] = 255
 
     outputs = head.layers(features)
-    assert set(outputs) == {"sem_seg", "aux"}
+    assert set(outputs) == {"sem_seg", "aux", "pixels", "context"}
     assert outputs["sem_seg"].shape == outputs["aux"].shape == (2, 5, 16, 24)
     losses = head.losses(outputs, targets)
     assert set(losses) == {"loss_sem_seg", "loss_sem_seg_aux"}

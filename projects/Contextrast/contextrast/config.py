@@ -11,13 +11,15 @@ def add_contextrast_config(cfg):
 
     Call :func:`detectron2.projects.deeplab.add_deeplab_config` first: the project reuses its
     poly LR schedule (``SOLVER.POLY_LR_*``), its ResNet keys and its sem-seg head keys.
-    Defaults follow ``shared/contextrast-spec.md``. Layer-indexed lists are ordered like
+    Defaults follow the paper (docs/design_decisions.md says where it is silent and what the
+    implementation chose). Layer-indexed lists are ordered like
     ``MODEL.CONTEXTRAST.IN_FEATURES``: shallowest layer first, deepest last.
     """
     cfg.MODEL.CONTEXTRAST = CN()
     # Master switch for the training-only parts (projection heads, CCL, BANE). False = baseline.
     cfg.MODEL.CONTEXTRAST.ENABLED = True
-    # Backbone features (encoder layers 1..I, shallowest first) that get a projection head.
+    # Features (layers 1..I, shallowest first) that get a projection head: backbone stages, or
+    # head features with FEATURE_SOURCE "head".
     cfg.MODEL.CONTEXTRAST.IN_FEATURES = ["res2", "res3", "res4", "res5"]
     # Projection head registered in CONTRAST_HEADS_REGISTRY; one instance per layer.
     cfg.MODEL.CONTEXTRAST.PROJ_HEAD_NAME = "ConvMLPProjectionHead"
@@ -29,16 +31,35 @@ def add_contextrast_config(cfg):
     cfg.MODEL.CONTEXTRAST.LAYER_WEIGHTS = [0.1, 0.4, 0.7, 1.0]
     # alpha: weight of the pixel-anchor loss in L = L_CE + alpha * L_PA.
     cfg.MODEL.CONTEXTRAST.LOSS_WEIGHT = 0.1
-    # Linear ramp of alpha from 0 over this many iterations (0 = no warm-up, as in the paper).
+    # Linear ramp of alpha from 0 over this many iterations, counted from START_ITER (0 = no
+    # warm-up, as in the paper).
     cfg.MODEL.CONTEXTRAST.WARMUP_ITERS = 0
+    # Balance between CE and the contrastive term (docs/design_decisions.md, "Balancing the
+    # contrastive term"); the defaults are the paper's method. Before this iteration the
+    # projection heads learn from detached features: the segmentation network gets no
+    # contrastive gradient (0 = from the first iteration, as in the paper).
+    cfg.MODEL.CONTEXTRAST.START_ITER = 0
+    # Where IN_FEATURES are read: "backbone" (backbone stages, the paper's encoder layers) or
+    # "head" (the segmentation head's own features, e.g. ["aspp", "decoder"] of DeepLabV3+).
+    cfg.MODEL.CONTEXTRAST.FEATURE_SOURCE = "backbone"
+    # Scale (>= 0) of the gradient the projection heads send into the features they read:
+    # identity in the forward pass; 1 = the paper, 0 = the heads learn, the network does not.
+    cfg.MODEL.CONTEXTRAST.FEATURE_GRAD_SCALE = 1.0
+    # Cap (>= 0) on that gradient: at each feature read, its norm is scaled down to at most
+    # this many times the norm of the gradient the rest of the network sends there in the same
+    # step (CE's, and the contrastive gradient of deeper layers). 0 = no cap (the paper).
+    cfg.MODEL.CONTEXTRAST.GRAD_RATIO_CAP = 0.0
+    # Anchors as constants in the loss (True), or differentiable class means (False, the
+    # paper: every pixel of a class then receives gradient through its anchor).
+    cfg.MODEL.CONTEXTRAST.DETACH_ANCHORS = False
     # Anchor mixing A_i <- w_l * A_i + w_h * A_I for the non-deepest layers (then re-normalised).
     cfg.MODEL.CONTEXTRAST.ANCHOR_WEIGHT_LOW = 0.5  # w_l
     cfg.MODEL.CONTEXTRAST.ANCHOR_WEIGHT_HIGH = 0.5  # w_h
     # Mix L2-normalised class means (True) or raw means, the paper's formula (False). Raw means of
     # unit vectors are shorter at shallow layers, so there the deepest anchor outweighs w_h.
     cfg.MODEL.CONTEXTRAST.NORMALIZE_BEFORE_MIX = False
-    # Mean of the per-anchor losses over "present" anchors (with positives; the spec's 1/|N_i|,
-    # an anchor without negatives adds 0) or over "valid" ones (with positives and negatives).
+    # Mean of the per-anchor losses over "present" anchors (with positives: the paper's 1/N over
+    # anchors; one without negatives adds 0) or over "valid" ones (with positives and negatives).
     cfg.MODEL.CONTEXTRAST.LOSS_AVERAGE = "present"
     # Positives: at most this many pixels per class and layer, sampled at random.
     cfg.MODEL.CONTEXTRAST.MAX_POSITIVES = 1024
@@ -105,6 +126,9 @@ def add_contextrast_config(cfg):
     cfg.MODEL.SEM_SEG_HEAD.OCR_DROPOUT = 0.05
     # OCRHead: weight of loss_sem_seg_aux, the soft object region (auxiliary) loss.
     cfg.MODEL.SEM_SEG_HEAD.OCR_AUX_LOSS_WEIGHT = 0.4
+    # LOSS_TYPE "hard_pixel_mining": fraction of the pixels (highest loss first) it averages, in
+    # (0, 1]; detectron2's Panoptic-DeepLab key and default (add_deeplab_config has none).
+    cfg.MODEL.SEM_SEG_HEAD.LOSS_TOP_K = 0.2
 
     # Checkpoint loading: True = a tensor of another shape or a model tensor missing from the
     # checkpoint is an error (backbone-only and contrast-head-less checkpoints still load).

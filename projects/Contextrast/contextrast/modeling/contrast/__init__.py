@@ -1,5 +1,6 @@
 """Training-only parts of Contextrast: projection heads, CCL anchors, BANE and the loss."""
 
+from .balance import ContrastGradientGate, scale_gradient
 from .bane import BaneSelection, error_maps, select_boundary_negatives
 from .criterion import ContextrastCriterion
 from .edt import squared_distance_to_other_label

@@ -44,6 +44,8 @@ class ContextrastCriterion:
         layer_weights: Sequence[float],
         loss_weight: float,
         warmup_iters: int,
+        start_iter: int = 0,
+        detach_anchors: bool = False,
         anchor_weight_low: float,
         anchor_weight_high: float,
         normalize_before_mix: bool = False,
@@ -65,6 +67,8 @@ class ContextrastCriterion:
         self.layer_weights = [float(w) for w in layer_weights]
         self.loss_weight = loss_weight
         self.warmup_iters = warmup_iters
+        self.start_iter = start_iter
+        self.detach_anchors = detach_anchors
         self.anchor_weight_low = anchor_weight_low
         self.anchor_weight_high = anchor_weight_high
         self.normalize_before_mix = normalize_before_mix
@@ -105,6 +109,10 @@ class ContextrastCriterion:
                 "finite non-negative weights, not both zero")  # fmt: skip
         if self.warmup_iters < 0:
             bad("WARMUP_ITERS", self.warmup_iters, "a non-negative integer")
+        if not isinstance(self.start_iter, int) or self.start_iter < 0:
+            bad("START_ITER", self.start_iter, "a non-negative integer")
+        if not isinstance(self.detach_anchors, bool):
+            bad("DETACH_ANCHORS", self.detach_anchors, "True or False")
         if self.max_positives < 1:
             bad("MAX_POSITIVES", self.max_positives, "a positive integer")
         if not 0 <= self.min_negatives <= self.max_negatives or self.max_negatives < 1:
@@ -132,6 +140,8 @@ class ContextrastCriterion:
             "layer_weights": c.LAYER_WEIGHTS,
             "loss_weight": c.LOSS_WEIGHT,
             "warmup_iters": c.WARMUP_ITERS,
+            "start_iter": c.START_ITER,
+            "detach_anchors": c.DETACH_ANCHORS,
             "anchor_weight_low": c.ANCHOR_WEIGHT_LOW,
             "anchor_weight_high": c.ANCHOR_WEIGHT_HIGH,
             "normalize_before_mix": c.NORMALIZE_BEFORE_MIX,
@@ -147,10 +157,15 @@ class ContextrastCriterion:
         }
 
     def effective_weight(self, iteration: int) -> float:
-        """alpha, ramped linearly from 0 over ``warmup_iters`` iterations."""
-        if self.warmup_iters <= 0:
+        """alpha, ramped linearly from 0 over ``warmup_iters`` iterations from ``start_iter``.
+
+        Before ``start_iter`` the projection heads read detached features
+        (:class:`~.balance.ContrastGradientGate`) and learn at the full alpha, so that the
+        network's first contrastive gradients come from trained heads, not random ones.
+        """
+        if self.warmup_iters <= 0 or iteration < self.start_iter:
             return self.loss_weight
-        return self.loss_weight * min(1.0, (iteration + 1) / self.warmup_iters)
+        return self.loss_weight * min(1.0, (iteration - self.start_iter + 1) / self.warmup_iters)
 
     def __call__(
         self, embeddings: Dict[str, Tensor], logits: Tensor, targets: Tensor, iteration: int = 0
@@ -200,6 +215,10 @@ class ContextrastCriterion:
             self.anchor_weight_high,
             normalize_first=self.normalize_before_mix,
         )
+        if self.detach_anchors:
+            # Constants in the loss: only the sampled pixels receive gradient, not every pixel
+            # of a class through its mean.
+            anchors = [a.detach() for a in anchors]
 
         total = flat[-1].new_zeros(())
         stats = {}

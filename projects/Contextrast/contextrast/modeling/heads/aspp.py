@@ -38,6 +38,7 @@ class ASPPHead(SplitSemSegHead):
         ignore_value: int = 255,
         loss_weight: float = 1.0,
         loss_type: str = "cross_entropy",
+        loss_top_k: float = 0.2,
     ):
         """
         Args:
@@ -51,6 +52,7 @@ class ASPPHead(SplitSemSegHead):
             ignore_value: label ignored by the loss.
             loss_weight: weight of ``loss_sem_seg``.
             loss_type: ``cross_entropy`` or ``hard_pixel_mining``.
+            loss_top_k: fraction of the pixels ``hard_pixel_mining`` averages.
         """
         super().__init__()
         self.in_feature = in_feature
@@ -66,10 +68,11 @@ class ASPPHead(SplitSemSegHead):
             pool_kernel_size=None,
             dropout=aspp_dropout,
         )
+        self._aspp_shape = ShapeSpec(channels=aspp_channels, stride=self.common_stride)
         self.predictor = Conv2d(aspp_channels, num_classes, kernel_size=1)
         nn.init.normal_(self.predictor.weight, 0, 0.001)
         nn.init.constant_(self.predictor.bias, 0)
-        self.loss = build_sem_seg_loss(loss_type, ignore_value)
+        self.loss = build_sem_seg_loss(loss_type, ignore_value, loss_top_k)
 
     @classmethod
     def from_config(cls, cfg, input_shape):
@@ -89,6 +92,7 @@ class ASPPHead(SplitSemSegHead):
             "ignore_value": head.IGNORE_VALUE,
             "loss_weight": head.LOSS_WEIGHT,
             "loss_type": head.LOSS_TYPE,
+            "loss_top_k": head.LOSS_TOP_K,
         }
 
     def layers(self, features: Dict[str, Tensor]) -> Dict[str, Tensor]:
@@ -97,6 +101,11 @@ class ASPPHead(SplitSemSegHead):
             features: backbone outputs; ``features[in_feature]`` is (B, C, H/s, W/s).
 
         Returns:
-            ``{"sem_seg": (B, K, H/s, W/s) logits}``.
+            ``"sem_seg"``: (B, K, H/s, W/s) logits; ``"aspp"``: (B, ASPP_CHANNELS, H/s, W/s),
+            the feature the classifier reads.
         """
-        return {"sem_seg": self.predictor(self.aspp(features[self.in_feature]))}
+        aspp = self.aspp(features[self.in_feature])
+        return {"sem_seg": self.predictor(aspp), "aspp": aspp}
+
+    def contrast_feature_shapes(self) -> Dict[str, ShapeSpec]:
+        return {"aspp": self._aspp_shape}

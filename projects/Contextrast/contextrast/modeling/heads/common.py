@@ -6,6 +6,7 @@ from typing import Dict
 
 import torch.nn as nn
 import torch.nn.functional as F
+from detectron2.layers import ShapeSpec
 from detectron2.projects.deeplab.loss import DeepLabCE
 from torch import Tensor
 
@@ -38,12 +39,25 @@ class SemSegCrossEntropy(nn.Module):
         return total / count
 
 
-def build_sem_seg_loss(loss_type: str, ignore_value: int) -> nn.Module:
-    """Pixel-wise loss of DeepLab's ``MODEL.SEM_SEG_HEAD.LOSS_TYPE``."""
+def build_sem_seg_loss(loss_type: str, ignore_value: int, top_k: float = 0.2) -> nn.Module:
+    """Pixel-wise loss of DeepLab's ``MODEL.SEM_SEG_HEAD.LOSS_TYPE``.
+
+    Args:
+        loss_type: ``"cross_entropy"`` or ``"hard_pixel_mining"`` (DeepLab's bootstrapped CE).
+        ignore_value: label ignored by the loss.
+        top_k: ``MODEL.SEM_SEG_HEAD.LOSS_TOP_K``, the fraction of the pixels (highest loss
+            first) that ``hard_pixel_mining`` averages, in (0, 1]; unused by ``cross_entropy``.
+
+    Returns:
+        nn.Module: ``loss(logits (B, K, H, W), targets (B, H, W)) -> () float``.
+    """
     if loss_type == "cross_entropy":
         return SemSegCrossEntropy(ignore_value)
     if loss_type == "hard_pixel_mining":
-        return DeepLabCE(ignore_label=ignore_value, top_k_percent_pixels=0.2)
+        if not 0.0 < top_k <= 1.0:
+            # DeepLabCE would average an empty top-k selection into NaN.
+            raise ValueError(f"MODEL.SEM_SEG_HEAD.LOSS_TOP_K = {top_k}: expected a value in (0, 1]")
+        return DeepLabCE(ignore_label=ignore_value, top_k_percent_pixels=top_k)
     raise ValueError(
         f"MODEL.SEM_SEG_HEAD.LOSS_TYPE = {loss_type!r}: expected 'cross_entropy' or "
         "'hard_pixel_mining'"
@@ -75,6 +89,12 @@ class SplitSemSegHead(nn.Module):
 
     def layers(self, features: Dict[str, Tensor]) -> Dict[str, Tensor]:
         raise NotImplementedError
+
+    def contrast_feature_shapes(self) -> Dict[str, ShapeSpec]:
+        """Intermediate features of :meth:`layers` (keys of its output) that a projection head
+        can read (``MODEL.CONTEXTRAST.FEATURE_SOURCE "head"``), in computation order; none by
+        default."""
+        return {}
 
     def losses(self, outputs: Dict[str, Tensor], targets: Tensor) -> Dict[str, Tensor]:
         """

@@ -1,7 +1,10 @@
 """DeepLabV3+ head (:paper:`DeepLabV3+`): detectron2's ``DeepLabV3PlusHead`` with the
 layers()/losses() split and a crop-size-independent ASPP."""
 
+import torch
+import torch.nn.functional as F
 from detectron2.config import configurable
+from detectron2.layers import ShapeSpec
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 from detectron2.projects.deeplab import DeepLabV3PlusHead
 
@@ -24,17 +27,29 @@ class SplitDeepLabV3PlusHead(SplitSemSegHead, DeepLabV3PlusHead):
     """
 
     @configurable
-    def __init__(self, input_shape, **kwargs):
-        """Arguments of detectron2's ``DeepLabV3PlusHead``; ``num_classes`` is required."""
+    def __init__(self, input_shape, *, loss_top_k: float = 0.2, **kwargs):
+        """Arguments of detectron2's ``DeepLabV3PlusHead`` (``num_classes`` is required), and
+        ``loss_top_k``: fraction of the pixels ``hard_pixel_mining`` averages (detectron2's head
+        fixes it at 0.2)."""
         if kwargs.get("num_classes") is None:
             raise ValueError("SplitDeepLabV3PlusHead needs MODEL.SEM_SEG_HEAD.NUM_CLASSES")
         super().__init__(input_shape, **kwargs)
-        self.loss = build_sem_seg_loss(self.loss_type, self.ignore_value)
+        self.loss = build_sem_seg_loss(self.loss_type, self.ignore_value, loss_top_k)
+        # Intermediate features a projection head can read (MODEL.CONTEXTRAST.FEATURE_SOURCE
+        # "head"), in computation order: the ASPP output, then the fused decoder feature.
+        # detectron2 gives the ASPP decoder_channels[-1] channels, the fused features [0].
+        channels = kwargs["decoder_channels"]
+        aspp_in, low_in = self.in_features[-1], self.in_features[0]
+        self._feature_shapes = {
+            "aspp": ShapeSpec(channels=channels[-1], stride=input_shape[aspp_in].stride),
+            "decoder": ShapeSpec(channels=channels[0], stride=input_shape[low_in].stride),
+        }
 
     @classmethod
     def from_config(cls, cfg, input_shape):
         kwargs = DeepLabV3PlusHead.from_config(cfg, input_shape)
         kwargs["train_size"] = None  # global image pooling
+        kwargs["loss_top_k"] = cfg.MODEL.SEM_SEG_HEAD.LOSS_TOP_K
         missing = [f for f in cfg.MODEL.SEM_SEG_HEAD.IN_FEATURES if f not in input_shape]
         if missing:
             raise ValueError(
@@ -49,6 +64,24 @@ class SplitDeepLabV3PlusHead(SplitSemSegHead, DeepLabV3PlusHead):
             features: backbone outputs, including every ``IN_FEATURES`` entry.
 
         Returns:
-            ``{"sem_seg": (B, K, H/s, W/s) logits}``, ``s`` = ``COMMON_STRIDE``.
+            ``"sem_seg"``: (B, K, H/s, W/s) logits, ``s`` = ``COMMON_STRIDE``; ``"aspp"``: the
+            ASPP output, (B, ASPP_CHANNELS, H/s', W/s') at the stride s' of the last
+            ``IN_FEATURES`` entry; ``"decoder"``: the fused feature the classifier reads,
+            (B, CONVS_DIM, H/s, W/s).
         """
-        return {"sem_seg": DeepLabV3PlusHead.layers(self, features)}
+        # detectron2's DeepLabV3PlusHead.layers, keeping the two intermediate features.
+        outputs = {}
+        y = None
+        for f in self.in_features[::-1]:  # coarsest (ASPP) first, then the low-level features
+            x = self.decoder[f]["project_conv"](features[f])
+            if self.decoder[f]["fuse_conv"] is None:
+                y = outputs["aspp"] = x
+            else:
+                y = F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+                y = self.decoder[f]["fuse_conv"](torch.cat([x, y], dim=1))
+        outputs["decoder"] = y
+        outputs["sem_seg"] = self.predictor(y)
+        return outputs
+
+    def contrast_feature_shapes(self):
+        return dict(self._feature_shapes)

@@ -50,6 +50,7 @@ class HRNetV2Head(SplitSemSegHead):
         ignore_value: int = 255,
         loss_weight: float = 1.0,
         loss_type: str = "cross_entropy",
+        loss_top_k: float = 0.2,
         norm: str = "BN",
     ):
         """
@@ -60,6 +61,7 @@ class HRNetV2Head(SplitSemSegHead):
             ignore_value: label ignored by the loss.
             loss_weight: weight of ``loss_sem_seg``.
             loss_type: ``"cross_entropy"`` (paper) or ``"hard_pixel_mining"``.
+            loss_top_k: fraction of the pixels ``hard_pixel_mining`` averages.
             norm: normalisation after the 1x1 fuse conv (``"BN"``, ``"SyncBN"``, ...; see
                 :func:`detectron2.layers.get_norm`).
         """
@@ -69,7 +71,7 @@ class HRNetV2Head(SplitSemSegHead):
         self.common_stride = shapes[0][1].stride
         self.ignore_value = ignore_value
         self.loss_weight = loss_weight
-        self.loss = build_sem_seg_loss(loss_type, ignore_value)
+        self.loss = build_sem_seg_loss(loss_type, ignore_value, loss_top_k)
         channels = sum(shape.channels for _, shape in shapes)  # 720 for W48
 
         # No bias before the norm layer: the norm's shift makes it redundant.
@@ -85,6 +87,7 @@ class HRNetV2Head(SplitSemSegHead):
         self.predictor = Conv2d(channels, num_classes, kernel_size=1)
         nn.init.normal_(self.predictor.weight, 0, 0.001)
         nn.init.constant_(self.predictor.bias, 0)
+        self._fused_shape = ShapeSpec(channels=channels, stride=self.common_stride)
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
@@ -95,6 +98,7 @@ class HRNetV2Head(SplitSemSegHead):
             "ignore_value": cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
             "loss_weight": cfg.MODEL.SEM_SEG_HEAD.LOSS_WEIGHT,
             "loss_type": cfg.MODEL.SEM_SEG_HEAD.LOSS_TYPE,
+            "loss_top_k": cfg.MODEL.SEM_SEG_HEAD.LOSS_TOP_K,
             "norm": cfg.MODEL.SEM_SEG_HEAD.NORM,
         }
 
@@ -104,7 +108,11 @@ class HRNetV2Head(SplitSemSegHead):
             features: ``{name: (B, C_i, H / s_i, W / s_i)}`` containing ``self.in_features``.
 
         Returns:
-            dict: ``{"sem_seg": (B, K, H / 4, W / 4)}`` logits.
+            dict: ``"sem_seg"``: (B, K, H / 4, W / 4) logits; ``"fused"``: the (B, C, H / 4,
+            W / 4) feature the classifier reads (C = the branches' channels summed).
         """
-        x = concat_branches([features[name] for name in self.in_features])
-        return {"sem_seg": self.predictor(self.fuse(x))}
+        fused = self.fuse(concat_branches([features[name] for name in self.in_features]))
+        return {"sem_seg": self.predictor(fused), "fused": fused}
+
+    def contrast_feature_shapes(self) -> Dict[str, ShapeSpec]:
+        return {"fused": self._fused_shape}

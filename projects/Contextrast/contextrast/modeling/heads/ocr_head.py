@@ -135,6 +135,7 @@ class OCRHead(SplitSemSegHead):
         loss_weight: float = 1.0,
         aux_loss_weight: float = 0.4,
         loss_type: str = "cross_entropy",
+        loss_top_k: float = 0.2,
         norm: str = "BN",
     ):
         """
@@ -148,6 +149,7 @@ class OCRHead(SplitSemSegHead):
             loss_weight: weight of ``loss_sem_seg``.
             aux_loss_weight: weight of ``loss_sem_seg_aux`` (soft object regions).
             loss_type: ``"cross_entropy"`` (paper) or ``"hard_pixel_mining"``, both losses.
+            loss_top_k: fraction of the pixels ``hard_pixel_mining`` averages.
             norm: normalisation of every conv-norm-ReLU (see :func:`detectron2.layers.get_norm`).
         """
         super().__init__()
@@ -157,7 +159,7 @@ class OCRHead(SplitSemSegHead):
         self.ignore_value = ignore_value
         self.loss_weight = loss_weight
         self.aux_loss_weight = aux_loss_weight
-        self.loss = build_sem_seg_loss(loss_type, ignore_value)
+        self.loss = build_sem_seg_loss(loss_type, ignore_value, loss_top_k)
         channels = sum(shape.channels for _, shape in shapes)  # 720 for W48
 
         self.aux_head = nn.Sequential(
@@ -167,6 +169,10 @@ class OCRHead(SplitSemSegHead):
         self.pixel_conv = _conv_norm_relu(channels, mid_channels, norm, kernel_size=3)
         self.object_context = ObjectContextBlock(mid_channels, key_channels, norm, dropout)
         self.predictor = Conv2d(mid_channels, num_classes, kernel_size=1)
+        self._feature_shapes = {  # pixel representation, then the object-contextual one
+            name: ShapeSpec(channels=mid_channels, stride=self.common_stride)
+            for name in ("pixels", "context")
+        }
         for classifier in (self.aux_head[-1], self.predictor):
             nn.init.normal_(classifier.weight, 0, 0.001)
             nn.init.constant_(classifier.bias, 0)
@@ -184,6 +190,7 @@ class OCRHead(SplitSemSegHead):
             "loss_weight": head.LOSS_WEIGHT,
             "aux_loss_weight": head.OCR_AUX_LOSS_WEIGHT,
             "loss_type": head.LOSS_TYPE,
+            "loss_top_k": head.LOSS_TOP_K,
             "norm": head.NORM,
         }
 
@@ -194,14 +201,23 @@ class OCRHead(SplitSemSegHead):
 
         Returns:
             dict: ``"sem_seg"``: final logits ``(B, K, H / 4, W / 4)``; ``"aux"``: soft object
-            region logits, same shape.
+            region logits, same shape; ``"pixels"`` / ``"context"``: the pixel and the
+            object-contextual representations ``(B, OCR_MID_CHANNELS, H / 4, W / 4)``.
         """
         x = concat_branches([features[name] for name in self.in_features])
         aux = self.aux_head(x)
         pixels = self.pixel_conv(x)
         regions = object_region_representations(pixels, aux)
-        logits = self.predictor(self.object_context(pixels, regions))
-        return {"sem_seg": logits, "aux": aux}
+        context = self.object_context(pixels, regions)
+        return {
+            "sem_seg": self.predictor(context),
+            "aux": aux,
+            "pixels": pixels,
+            "context": context,
+        }
+
+    def contrast_feature_shapes(self) -> Dict[str, ShapeSpec]:
+        return dict(self._feature_shapes)
 
     def losses(self, outputs: Dict[str, torch.Tensor], targets: torch.Tensor):
         """

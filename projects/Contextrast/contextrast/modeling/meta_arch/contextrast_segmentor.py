@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from detectron2.config import configurable
+from detectron2.layers import ShapeSpec
 from detectron2.modeling import (
     META_ARCH_REGISTRY,
     Backbone,
@@ -17,9 +18,38 @@ from detectron2.structures import ImageList
 from detectron2.utils.events import get_event_storage
 from torch import Tensor
 
-from ..contrast import ContextrastCriterion, build_contrast_heads
+from ..contrast import ContextrastCriterion, ContrastGradientGate, build_contrast_heads
 
-__all__ = ["ContextrastSegmentor"]
+__all__ = ["ContextrastSegmentor", "FEATURE_SOURCES"]
+
+FEATURE_SOURCES = ("backbone", "head")
+
+
+def _check_contrast_features(
+    names, shapes: Dict[str, ShapeSpec], producer: str, by_stride: bool
+) -> None:
+    """``MODEL.CONTEXTRAST.IN_FEATURES`` must name features of ``shapes`` (ordered
+    shallowest first), in that order: the last entry is the deepest layer I whose anchors are
+    mixed into the others."""
+    names = list(names)
+    missing = [f for f in names if f not in shapes]
+    if missing:
+        raise ValueError(
+            f"MODEL.CONTEXTRAST.IN_FEATURES = {names}: {missing} not produced by {producer} "
+            f"(it produces {list(shapes)})"
+        )
+    # Backbone stages deepen as their stride grows (equal strides: a dilated ResNet); a head's
+    # features deepen in the order it computes them, whatever their stride.
+    strides = [shapes[f].stride for f in names]
+    depth = strides if by_stride else [list(shapes).index(f) for f in names]
+    if depth != sorted(depth):
+        raise ValueError(
+            f"MODEL.CONTEXTRAST.IN_FEATURES = {names}: strides {strides} must not decrease "
+            "(shallowest layer first, deepest last)"
+            if by_stride
+            else f"MODEL.CONTEXTRAST.IN_FEATURES = {names}: list them shallowest first, deepest "
+            f"last, in the order {producer} computes them: {list(shapes)}"
+        )
 
 
 @META_ARCH_REGISTRY.register()
@@ -42,6 +72,8 @@ class ContextrastSegmentor(nn.Module):
         pixel_std,
         contrast_heads: Optional[nn.ModuleDict] = None,
         criterion: Optional[ContextrastCriterion] = None,
+        feature_source: str = "backbone",
+        gradient_gate: Optional[ContrastGradientGate] = None,
         log_period: int = 20,
     ):
         """
@@ -52,6 +84,10 @@ class ContextrastSegmentor(nn.Module):
             contrast_heads: training-only projection heads keyed by feature name, or None for
                 the baseline.
             criterion: the contrastive criterion (required with ``contrast_heads``).
+            feature_source: where the projection heads read: "backbone" (its outputs) or "head"
+                (intermediate outputs of ``sem_seg_head.layers``).
+            gradient_gate: shapes the gradient the projection heads send into the features
+                they read (None: untouched, the paper).
             log_period: iterations between two writes of the contrastive statistics to the
                 event storage (``SOLVER.LOG_PERIOD``, the writers' period); they are read back
                 from the device only then.
@@ -61,8 +97,15 @@ class ContextrastSegmentor(nn.Module):
             raise ValueError("contrast_heads and criterion must be given together")
         self.backbone = backbone
         self.sem_seg_head = sem_seg_head
+        if feature_source not in FEATURE_SOURCES:
+            raise ValueError(
+                f"MODEL.CONTEXTRAST.FEATURE_SOURCE = {feature_source!r}: expected one of "
+                f"{FEATURE_SOURCES}"
+            )
         self.contrast_heads = contrast_heads
         self.criterion = criterion
+        self.feature_source = feature_source
+        self.gradient_gate = gradient_gate
         self.log_period = log_period
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
@@ -74,30 +117,29 @@ class ContextrastSegmentor(nn.Module):
     def from_config(cls, cfg):
         backbone = build_backbone(cfg)
         shapes = backbone.output_shape()
+        sem_seg_head = build_sem_seg_head(cfg, shapes)
         kwargs = {
             "backbone": backbone,
-            "sem_seg_head": build_sem_seg_head(cfg, shapes),
+            "sem_seg_head": sem_seg_head,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "log_period": cfg.SOLVER.LOG_PERIOD,
         }
-        if cfg.MODEL.CONTEXTRAST.ENABLED:
-            missing = [f for f in cfg.MODEL.CONTEXTRAST.IN_FEATURES if f not in shapes]
-            if missing:
-                raise ValueError(
-                    f"MODEL.CONTEXTRAST.IN_FEATURES = {list(cfg.MODEL.CONTEXTRAST.IN_FEATURES)}: "
-                    f"{missing} not produced by backbone {cfg.MODEL.BACKBONE.NAME} "
-                    f"(it produces {sorted(shapes)})"
-                )
-            strides = [shapes[f].stride for f in cfg.MODEL.CONTEXTRAST.IN_FEATURES]
-            if strides != sorted(strides):
-                # The last entry is taken as the deepest layer I whose anchors are mixed in.
-                raise ValueError(
-                    f"MODEL.CONTEXTRAST.IN_FEATURES = {list(cfg.MODEL.CONTEXTRAST.IN_FEATURES)}: "
-                    f"strides {strides} must not decrease (shallowest layer first, deepest last)"
-                )
+        c = cfg.MODEL.CONTEXTRAST
+        if c.ENABLED:
+            source = c.FEATURE_SOURCE
+            if source == "head":
+                shapes = sem_seg_head.contrast_feature_shapes()
+                producer = f"head {cfg.MODEL.SEM_SEG_HEAD.NAME}"
+                _check_contrast_features(c.IN_FEATURES, shapes, producer, by_stride=False)
+            else:
+                producer = f"backbone {cfg.MODEL.BACKBONE.NAME}"
+                _check_contrast_features(c.IN_FEATURES, shapes, producer, by_stride=True)
+            kwargs["feature_source"] = source
             kwargs["criterion"] = ContextrastCriterion(cfg)
             kwargs["contrast_heads"] = build_contrast_heads(cfg, shapes)
+            gate = ContrastGradientGate(cfg)
+            kwargs["gradient_gate"] = None if gate.is_identity else gate
         return kwargs
 
     @property
@@ -139,15 +181,27 @@ class ContextrastSegmentor(nn.Module):
         ).tensor
         losses = self.sem_seg_head.losses(outputs, targets)
         if self.criterion is not None:
-            losses.update(self._contrastive_losses(features, outputs["sem_seg"], targets))
+            source = outputs if self.feature_source == "head" else features
+            losses.update(self._contrastive_losses(source, outputs["sem_seg"], targets))
         return losses
 
     def _contrastive_losses(self, features, logits: Tensor, targets: Tensor) -> Dict[str, Tensor]:
-        """Training only: projection heads -> CCL + BANE loss; logs statistics periodically."""
-        embeddings = {name: head(features[name]) for name, head in self.contrast_heads.items()}
+        """Training only: projection heads -> CCL + BANE loss; logs statistics periodically.
+
+        Args:
+            features: name -> (B, C, H, W), the backbone's or the head's outputs
+                (``feature_source``).
+        """
         storage = get_event_storage()
+        gate = self.gradient_gate
+        embeddings = {
+            name: head(features[name] if gate is None else gate(name, features[name], storage.iter))
+            for name, head in self.contrast_heads.items()
+        }
         losses, stats = self.criterion(embeddings, logits, targets, iteration=storage.iter)
         if storage.iter % self.log_period == 0:
+            if gate is not None:  # the cap's scales of the previous step's backward pass
+                stats.update(gate.stats(list(self.contrast_heads)))
             names = list(stats)
             values = torch.stack([stats[k] for k in names]).tolist()  # one device read
             storage.put_scalars(**dict(zip(names, values)), smoothing_hint=False)

@@ -1,0 +1,163 @@
+"""How much of the contrastive gradient reaches the segmentation network (training only).
+
+The projection heads read features that the segmentation network also uses (backbone stages, or
+the head's own features). :class:`ContrastGradientGate` sits between such a feature and its
+projection head: an identity in the forward pass that shapes the gradient the head sends back:
+
+- before ``start_iter`` the head reads a detached feature (it learns; the network does not);
+- the gradient is multiplied by ``grad_scale`` (1 = the paper, 0 = detached);
+- with ``ratio_cap > 0`` its norm is capped at ``ratio_cap`` times the norm of the gradient the
+  rest of the network sends to the same feature in the same backward pass.
+
+The cap needs both gradients at the same time, and autograd does not order the two consumers of a
+feature. So the contrastive branch hands its gradient to a holder and sends nothing; a hook on the
+feature, which runs once every consumer has sent its part, adds the held gradient back, scaled.
+Everything stays on the device (no host sync) and nothing is stored between steps, so a resumed
+run is exact and no state reaches a checkpoint. Under distributed training each process caps its
+own gradients before DDP averages them.
+"""
+
+import math
+from typing import Dict, List, Optional
+
+import torch
+from detectron2.config import configurable
+from torch import Tensor
+
+__all__ = ["ContrastGradientGate", "scale_gradient"]
+
+
+class _ScaleGrad(torch.autograd.Function):
+    """Identity forward; gradient times ``scale`` backward."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, scale: float) -> Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return grad * ctx.scale, None
+
+
+def scale_gradient(x: Tensor, scale: float) -> Tensor:
+    """``x`` in the forward pass; its gradient multiplied by ``scale`` in the backward pass.
+
+    Args:
+        x: any tensor.
+        scale: finite, >= 0; 1 returns ``x`` itself, 0 returns ``x.detach()``.
+    """
+    if scale == 1.0:
+        return x
+    if scale == 0.0:
+        return x.detach()
+    return _ScaleGrad.apply(x, scale)
+
+
+class _Holder:
+    """The contrastive gradient of one feature in one backward pass, until the feature's hook."""
+
+    __slots__ = ("grad",)
+
+    def __init__(self):
+        self.grad: Optional[Tensor] = None
+
+
+class _HandOver(torch.autograd.Function):
+    """Identity forward; backward gives the gradient to a holder and sends none itself."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, holder: _Holder) -> Tensor:
+        ctx.holder = holder
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        ctx.holder.grad = grad if ctx.holder.grad is None else ctx.holder.grad + grad
+        return None, None
+
+
+class ContrastGradientGate:
+    """Applies ``MODEL.CONTEXTRAST.{START_ITER, FEATURE_GRAD_SCALE, GRAD_RATIO_CAP}`` to the
+    features the projection heads read. Stateless between steps (no parameters or buffers)."""
+
+    @configurable
+    def __init__(self, *, start_iter: int = 0, grad_scale: float = 1.0, ratio_cap: float = 0.0):
+        """
+        Args:
+            start_iter: first iteration at which gradient reaches the network.
+            grad_scale: multiplier of the gradient the heads send into the features (>= 0).
+            ratio_cap: cap of its norm relative to the rest of the feature's gradient (> 0), or
+                0 for no cap.
+        """
+        for key, value in (("FEATURE_GRAD_SCALE", grad_scale), ("GRAD_RATIO_CAP", ratio_cap)):
+            if not (isinstance(value, (int, float)) and 0 <= value < math.inf):
+                raise ValueError(
+                    f"MODEL.CONTEXTRAST.{key} = {value!r}: expected a finite number >= 0"
+                )
+        if not isinstance(start_iter, int) or start_iter < 0:
+            raise ValueError(
+                f"MODEL.CONTEXTRAST.START_ITER = {start_iter!r}: expected an integer >= 0"
+            )
+        self.start_iter = start_iter
+        self.grad_scale = float(grad_scale)
+        self.ratio_cap = float(ratio_cap)
+        # Per feature, the scale the cap applied in the latest backward pass (device scalars).
+        self.last_cap_scales: Dict[str, Tensor] = {}
+
+    @classmethod
+    def from_config(cls, cfg):
+        c = cfg.MODEL.CONTEXTRAST
+        return {
+            "start_iter": c.START_ITER,
+            "grad_scale": c.FEATURE_GRAD_SCALE,
+            "ratio_cap": c.GRAD_RATIO_CAP,
+        }
+
+    @property
+    def is_identity(self) -> bool:
+        """True when the gate never changes a gradient (the paper's setting)."""
+        return self.start_iter == 0 and self.grad_scale == 1.0 and self.ratio_cap == 0.0
+
+    def __call__(self, name: str, x: Tensor, iteration: int) -> Tensor:
+        """
+        Args:
+            name: feature name (for :attr:`last_cap_scales`).
+            x: (B, C, H, W) feature the segmentation network also reads.
+            iteration: training iteration.
+
+        Returns:
+            ``x`` (same values) for the projection head, with the gated gradient.
+        """
+        if iteration < self.start_iter or self.grad_scale == 0.0 or not x.requires_grad:
+            return x.detach()
+        if self.ratio_cap == 0.0:
+            return scale_gradient(x, self.grad_scale)
+        holder = _Holder()
+        x.register_hook(self._cap_hook(name, holder))
+        # The holder receives the gradient after the scale; the hook caps what it received.
+        return scale_gradient(_HandOver.apply(x, holder), self.grad_scale)
+
+    def _cap_hook(self, name: str, holder: _Holder):
+        cap = self.ratio_cap
+
+        def hook(grad: Tensor) -> Optional[Tensor]:
+            contrast = holder.grad
+            if contrast is None:  # a backward pass without the contrastive loss
+                return None
+            holder.grad = None
+            other = torch.linalg.vector_norm(grad.float())
+            own = torch.linalg.vector_norm(contrast.float())
+            scale = (cap * other / own.clamp(min=1e-12)).clamp(max=1.0)
+            self.last_cap_scales[name] = scale.detach()
+            return grad + contrast * scale.to(contrast.dtype)
+
+        return hook
+
+    def stats(self, names: List[str]) -> Dict[str, Tensor]:
+        """Scales applied by the cap in the latest backward pass, to log (empty without it)."""
+        return {
+            f"contrast/grad_cap_scale_{n}": self.last_cap_scales[n]
+            for n in names
+            if n in self.last_cap_scales
+        }

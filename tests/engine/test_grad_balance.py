@@ -1,0 +1,115 @@
+"""The gradient-balance diagnostic (``contextrast.engine.grad_balance``, ``tools/grad_balance.py``)
+against direct ``torch.autograd.grad`` on the tiny demo model, and its messages."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from detectron2.modeling import build_model
+from detectron2.utils.events import EventStorage
+from helpers import (
+    BASELINE_CONFIG,
+    DEMO_CONFIG,
+    FP32_RTOL,
+    SMALL_HEADS_OPTS,
+    demo_cfg,
+    subprocess_env,
+    tool,
+)
+
+from contextrast.engine.grad_balance import format_table, gradient_balance, parameter_groups
+
+C = "MODEL.CONTEXTRAST."
+
+
+def _batch(seed=0, n=2, size=64):
+    g = torch.Generator().manual_seed(seed)
+    return [
+        {
+            "image": torch.randint(0, 256, (3, size, size), generator=g).float(),
+            "sem_seg": torch.randint(0, 8, (size, size), generator=g),
+        }
+        for _ in range(n)
+    ]
+
+
+def _direct(model, batch, params, seed):
+    """Norms and cosine of d loss_sem_seg / d params and d loss_contrast / d params."""
+    torch.manual_seed(seed)  # the same dropout masks and contrastive samples as the diagnostic
+    with EventStorage(0):
+        losses = model(batch)
+    g_ce = torch.autograd.grad(losses["loss_sem_seg"], params, retain_graph=True)
+    g_con = torch.autograd.grad(losses["loss_contrast"], params, allow_unused=True)
+    a = torch.cat([g.flatten().double() for g in g_ce])
+    b = torch.cat(
+        [(torch.zeros_like(p) if g is None else g).flatten().double() for g, p in zip(g_con, params)]
+    )
+    return a.norm().item(), b.norm().item(), (a @ b).item() / (a.norm() * b.norm()).item()
+
+
+def test_groups_cover_the_shared_parameters_once():
+    torch.manual_seed(0)
+    model = build_model(demo_cfg(*SMALL_HEADS_OPTS))
+    groups = parameter_groups(model)
+    stages = [g for g in groups if g.startswith("backbone.")]
+    assert len(stages) >= 4  # stem + res2..res5 of the demo ResNet
+    ids = [id(p) for g in stages for p in groups[g]]
+    assert len(ids) == len(set(ids)) == sum(1 for _ in model.backbone.parameters())
+    assert {id(p) for p in groups["shared"]} == set(ids) | {
+        id(p) for p in model.sem_seg_head.parameters()
+    }
+    assert not any(name.startswith("contrast_heads") for name in groups)
+
+
+def test_diagnostic_matches_direct_autograd_grad():
+    torch.manual_seed(0)
+    model = build_model(demo_cfg(*SMALL_HEADS_OPTS))
+    batch = _batch()
+    torch.manual_seed(5)
+    rows = {r.group: r for r in gradient_balance(model, [batch])}
+    for group in ("shared", "backbone", "backbone.stem"):
+        params = parameter_groups(model)[group]
+        ce, con, cos = _direct(model, batch, params, seed=5)
+        row = rows[group]
+        assert row.ce_norm == pytest.approx(ce, rel=FP32_RTOL)
+        assert row.contrast_norm == pytest.approx(con, rel=FP32_RTOL)
+        assert row.ratio == pytest.approx(con / ce, rel=FP32_RTOL)
+        assert row.cosine == pytest.approx(cos, rel=1e-3, abs=1e-4)
+    assert rows["sem_seg_head"].contrast_norm == 0  # backbone-stage heads never reach the head
+    assert "| shared |" in format_table(list(rows.values()))
+
+
+def test_diagnostic_measures_what_the_gate_lets_through():
+    torch.manual_seed(0)
+    capped = build_model(demo_cfg(*SMALL_HEADS_OPTS, C + "GRAD_RATIO_CAP", "0.05"))
+    rows = {r.group: r for r in gradient_balance(capped, [_batch()])}
+    torch.manual_seed(0)
+    plain = build_model(demo_cfg(*SMALL_HEADS_OPTS))
+    plain_rows = {r.group: r for r in gradient_balance(plain, [_batch()])}
+    assert rows["backbone"].ratio < plain_rows["backbone"].ratio
+    assert rows["backbone.res5"].ratio < 0.2  # capped at 0.05 at res5's output, then propagated
+
+
+def test_diagnostic_refuses_a_model_without_contrast():
+    model = build_model(demo_cfg(*SMALL_HEADS_OPTS, C + "ENABLED", "False"))
+    with pytest.raises(ValueError, match="ENABLED is False"):
+        gradient_balance(model, [_batch()])
+
+
+def _run_tool(*args):
+    cmd = [sys.executable, tool("tools", "grad_balance.py"), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(), timeout=300)
+
+
+def test_tool_names_the_problem_instead_of_a_trace(tmp_path):
+    proc = _run_tool("--config-file", BASELINE_CONFIG)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "MODEL.CONTEXTRAST.ENABLED" in proc.stderr and "baseline.yaml" in proc.stderr
+
+    wrong = tmp_path / "other.pth"  # a checkpoint of another class count
+    model = build_model(demo_cfg("MODEL.SEM_SEG_HEAD.NUM_CLASSES", "3", C + "ENABLED", "False"))
+    torch.save({"model": model.state_dict()}, wrong)
+    proc = _run_tool("--config-file", DEMO_CONFIG, "--weights", str(wrong))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "predictor" in proc.stderr and str(wrong) in proc.stderr
