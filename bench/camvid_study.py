@@ -23,7 +23,7 @@ Presets:
          ran as one process per seed side by side (``--seeds 0``, ``--seeds 1``, ``--seeds 2``,
          same output folder), then ``--report-only --seeds 0 1 2`` wrote the report.
     lite0_gpu  the lite0 networks at full resolution on a GPU (configs/camvid/study/lite0_gpu_*):
-         360x480 crops, batch 16, AMP, 2000 iterations, 256-d embeddings
+         360x480 crops, batch 16, AMP, the paper's 6000 iterations, 256-d embeddings
          (scripts/gpu_checks.sh runs seed 0).
     gpu  HRNetV2-W48 + HRNetV2 head (configs/camvid/study_gpu*.yaml), 360x480 crops, batch 8, AMP,
          300 iterations, 3 seeds; meant to fit about 10 minutes of one H100 (an estimate:
@@ -122,7 +122,7 @@ PRESETS = {
         seeds=(0, 1, 2),
         pretrained=_LITE0_WEIGHTS,
         note="ImageNet-pretrained EfficientNet-Lite0 + DeepLabV3+ head at full CamVid resolution "
-        "(360x480 crops, batch 16, the paper's LR 0.02), 2000 of the paper's 6000 iterations, "
+        "(360x480 crops, batch 16, the paper's LR 0.02), the paper's 6000 iterations, "
         "single-scale evaluation.",
     ),
     "gpu": Preset(

@@ -86,6 +86,8 @@ def format_screen(cells: List[Dict]) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[screen] %(message)s", stream=sys.stdout)
+    for noisy in ("detectron2", "fvcore", "contextrast"):  # model / loader set-up, per cell
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     cells = []
     for spec in args.weights:
         weights_name, path = spec.split("=", 1)

@@ -12,6 +12,17 @@ from typing import Dict, List, Sequence
 __all__ = ["write_report", "mean_std"]
 
 
+def portable(path: str) -> str:
+    """A path as a reader of the repository can use it: relative to the repository when inside
+    it, ``/path/to/<last two parts>`` when another absolute path of the machine that ran it."""
+    if not os.path.isabs(path):
+        return path
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+    if os.path.commonpath([root, path]) == root:
+        return os.path.relpath(path, root)
+    return "/path/to/" + "/".join(path.rstrip("/").split("/")[-2:])
+
+
 def mean_std(values: Sequence[float]):
     """Mean and sample standard deviation (0 for a single value)."""
     values = list(values)
@@ -203,7 +214,14 @@ def write_report(summary: Dict, path: str) -> str:
         "do not edit by hand.",
         "",
         "```",
-        f"DETECTRON2_DATASETS={summary['datasets_root']} {summary['command']}",
+        "DETECTRON2_DATASETS="
+        + (
+            "/path/to/datasets"
+            if os.path.isabs(summary["datasets_root"])
+            else summary["datasets_root"]
+        )
+        + " "
+        + " ".join(portable(a) for a in summary["command"].split(" ")),
         "```",
         "",
         f"Each run: `{first['command'].split(' --config-file ')[0].split('/')[-1]}` "
@@ -212,7 +230,11 @@ def write_report(summary: Dict, path: str) -> str:
         + ", ".join(f"`{r[0]['config']}`" for r in runs.values() if r)
         + f"; extra overrides: `{extra}`; seeds {summary['seeds']}; "
         + f"{summary.get('threads') or 'default'} intra-op thread(s) per run. "
-        + (f"CE-only runs reused from `{summary['ce_from']}`. " if summary.get("ce_from") else "")
+        + (
+            f"CE-only runs reused from `{portable(summary['ce_from'])}`. "
+            if summary.get("ce_from")
+            else ""
+        )
         + "std = sample standard deviation over seeds.",
         "",
         *table,

@@ -1,6 +1,8 @@
 """ONNX export of a Contextrast checkpoint: no training-only weights, the baseline's graph,
 ONNX Runtime parity at two sizes, and clear errors for checkpoints of another network."""
 
+import os
+
 import numpy as np
 import onnx
 import pytest
@@ -253,3 +255,43 @@ def test_torchscript_exporter(demo_checkpoint, tmp_path, contextrast_onnx):
     )
     output = ort_session(path).run(None, {"images": images})[0]
     assert_close_to_reference(output, reference, rtol=FP32_RTOL, atol=FP32_ATOL, what="logits")
+
+
+def test_output_folder_is_created_or_named(static_onnx, tmp_path):
+    # The fixture's script call wrote into two folders that did not exist.
+    assert os.path.isfile(static_onnx) and os.path.basename(os.path.dirname(static_onnx)) == "yet"
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    output = blocker / "sub" / "m.onnx"
+    argv = ["--config-file", BASELINE_CONFIG, "--output", str(output), "--exporter", "torchscript"]
+    with pytest.raises(SystemExit) as excinfo:
+        export_onnx.main(argv + ["--height", "32", "--width", "32"])
+    message = str(excinfo.value.code)
+    assert message.startswith(f"error: --output {output}: cannot create the folder ")
+    assert str(blocker) in message and not output.exists()
+
+
+def test_head_attached_projection_heads_never_reach_onnx(tmp_path):
+    # MODEL.CONTEXTRAST.FEATURE_SOURCE head: the projection heads read the head's ASPP output;
+    # the export is still the baseline's graph with the same weights and none of theirs.
+    opts = ["MODEL.CONTEXTRAST.FEATURE_SOURCE", "head", "MODEL.CONTEXTRAST.IN_FEATURES",
+            "['aspp']", "MODEL.CONTEXTRAST.LAYER_WEIGHTS", "[1.0]"]  # fmt: skip
+    torch.manual_seed(0)
+    model = build_training_model(setup_cfg(DEMO_CONFIG, opts))
+    heads = [v.numpy() for k, v in model.state_dict().items() if k.startswith(TRAINING_ONLY_PREFIX)]
+    assert heads and list(model.contrast_heads) == ["aspp"]
+    weights = str(tmp_path / "head.pth")
+    torch.save({"model": model.state_dict()}, weights)
+    exports = {}
+    for name, config, extra in (("head", DEMO_CONFIG, opts), ("base", BASELINE_CONFIG, [])):
+        exports[name] = str(tmp_path / f"{name}.onnx")
+        argv = ["--config-file", config, "--weights", weights, "--output", exports[name]]
+        assert export_onnx.main(argv + ["--dynamic"] + extra) == 0
+    ours, base = (
+        {i.name: numpy_helper.to_array(i) for i in onnx.load(exports[k]).graph.initializer}
+        for k in ("head", "base")
+    )
+    assert ours.keys() == base.keys()
+    for name, array in ours.items():
+        assert np.array_equal(array, base[name]), name
+        assert not any(a.shape == array.shape and np.array_equal(a, array) for a in heads), name

@@ -16,22 +16,12 @@ from helpers import (
     demo_cfg,
     subprocess_env,
     tool,
+    training_batch,
 )
 
 from contextrast.engine.grad_balance import format_table, gradient_balance, parameter_groups
 
 C = "MODEL.CONTEXTRAST."
-
-
-def _batch(seed=0, n=2, size=64):
-    g = torch.Generator().manual_seed(seed)
-    return [
-        {
-            "image": torch.randint(0, 256, (3, size, size), generator=g).float(),
-            "sem_seg": torch.randint(0, 8, (size, size), generator=g),
-        }
-        for _ in range(n)
-    ]
 
 
 def _direct(model, batch, params, seed):
@@ -42,9 +32,8 @@ def _direct(model, batch, params, seed):
     g_ce = torch.autograd.grad(losses["loss_sem_seg"], params, retain_graph=True)
     g_con = torch.autograd.grad(losses["loss_contrast"], params, allow_unused=True)
     a = torch.cat([g.flatten().double() for g in g_ce])
-    b = torch.cat(
-        [(torch.zeros_like(p) if g is None else g).flatten().double() for g, p in zip(g_con, params)]
-    )
+    g_con = [torch.zeros_like(p) if g is None else g for g, p in zip(g_con, params)]
+    b = torch.cat([g.flatten().double() for g in g_con])
     return a.norm().item(), b.norm().item(), (a @ b).item() / (a.norm() * b.norm()).item()
 
 
@@ -65,7 +54,7 @@ def test_groups_cover_the_shared_parameters_once():
 def test_diagnostic_matches_direct_autograd_grad():
     torch.manual_seed(0)
     model = build_model(demo_cfg(*SMALL_HEADS_OPTS))
-    batch = _batch()
+    batch = training_batch()
     torch.manual_seed(5)
     rows = {r.group: r for r in gradient_balance(model, [batch])}
     for group in ("shared", "backbone", "backbone.stem"):
@@ -83,10 +72,10 @@ def test_diagnostic_matches_direct_autograd_grad():
 def test_diagnostic_measures_what_the_gate_lets_through():
     torch.manual_seed(0)
     capped = build_model(demo_cfg(*SMALL_HEADS_OPTS, C + "GRAD_RATIO_CAP", "0.05"))
-    rows = {r.group: r for r in gradient_balance(capped, [_batch()])}
+    rows = {r.group: r for r in gradient_balance(capped, [training_batch()])}
     torch.manual_seed(0)
     plain = build_model(demo_cfg(*SMALL_HEADS_OPTS))
-    plain_rows = {r.group: r for r in gradient_balance(plain, [_batch()])}
+    plain_rows = {r.group: r for r in gradient_balance(plain, [training_batch()])}
     assert rows["backbone"].ratio < plain_rows["backbone"].ratio
     assert rows["backbone.res5"].ratio < 0.2  # capped at 0.05 at res5's output, then propagated
 
@@ -94,7 +83,7 @@ def test_diagnostic_measures_what_the_gate_lets_through():
 def test_diagnostic_refuses_a_model_without_contrast():
     model = build_model(demo_cfg(*SMALL_HEADS_OPTS, C + "ENABLED", "False"))
     with pytest.raises(ValueError, match="ENABLED is False"):
-        gradient_balance(model, [_batch()])
+        gradient_balance(model, [training_batch()])
 
 
 def _run_tool(*args):

@@ -7,13 +7,23 @@ processes, and scale-aware numeric comparisons. Import them from the package:
 the ``deploy`` scripts) on the import path.
 """
 
-from .configs import SMALL_HEADS_OPTS, TINY_OPTS, demo_cfg, tiny_model
+from .configs import SMALL_HEADS_OPTS, TINY_OPTS, demo_cfg, tiny_model, training_batch
 from .numeric import FP32_ATOL, FP32_RTOL, TF32_RTOL, assert_close_to_reference
-from .paths import BASELINE_CONFIG, CONFIGS_DIR, DEMO_CONFIG, ROOT, TRAIN_NET, tool
+from .paths import (
+    BASELINE_CONFIG,
+    CONFIGS_DIR,
+    DEMO_CONFIG,
+    EXPORT_INSTANT_TEST_CONFIG,
+    INSTANT_TEST_CONFIG,
+    ROOT,
+    TRAIN_NET,
+    tool,
+)
 from .processes import (
     EVAL_OPTS,
     LOSS_KEYS,
     RUN_OPTS,
+    assert_same_run,
     assert_same_tensors,
     free_port,
     last_checkpoint,
@@ -31,8 +41,10 @@ __all__ = [
     "CONFIGS_DIR",
     "DEMO_CONFIG",
     "EVAL_OPTS",
+    "EXPORT_INSTANT_TEST_CONFIG",
     "FP32_ATOL",
     "FP32_RTOL",
+    "INSTANT_TEST_CONFIG",
     "LOSS_KEYS",
     "ROOT",
     "RUN_OPTS",
@@ -41,6 +53,7 @@ __all__ = [
     "TINY_OPTS",
     "TRAIN_NET",
     "assert_close_to_reference",
+    "assert_same_run",
     "assert_same_tensors",
     "demo_cfg",
     "free_port",
@@ -53,5 +66,6 @@ __all__ = [
     "tiny_model",
     "tool",
     "train_net_cmd",
+    "training_batch",
     "wait_for",
 ]

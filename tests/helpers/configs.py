@@ -7,7 +7,7 @@ from contextrast.config import load_config
 
 from .paths import DEMO_CONFIG
 
-__all__ = ["SMALL_HEADS_OPTS", "TINY_OPTS", "demo_cfg", "tiny_model"]
+__all__ = ["SMALL_HEADS_OPTS", "TINY_OPTS", "demo_cfg", "tiny_model", "training_batch"]
 
 # Small projection heads and data loading in the test process.
 SMALL_HEADS_OPTS = ["MODEL.CONTEXTRAST.PROJ_DIM", "16", "DATALOADER.NUM_WORKERS", "0"]
@@ -42,3 +42,16 @@ def tiny_model(cfg, seed: int = 43):
     model = build_model(cfg).eval()
     torch.nn.init.normal_(model.sem_seg_head.predictor.weight, std=0.02)
     return model
+
+
+def training_batch(n: int = 2, h: int = 64, w: int = 64, num_classes: int = 8, seed: int = 0):
+    """``n`` detectron2 training records: random 0-255 images ``(3, h, w)`` and random labels
+    ``(h, w)`` in ``[0, num_classes)``, reproducible from ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    return [
+        {
+            "image": torch.randint(0, 256, (3, h, w), generator=g).float(),
+            "sem_seg": torch.randint(0, num_classes, (h, w), generator=g),
+        }
+        for _ in range(n)
+    ]

@@ -7,23 +7,18 @@ import pytest
 import torch
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
-from helpers import FP32_RTOL, SMALL_HEADS_OPTS, assert_close_to_reference, demo_cfg
+from helpers import (
+    FP32_RTOL,
+    SMALL_HEADS_OPTS,
+    assert_close_to_reference,
+    demo_cfg,
+    training_batch,
+)
 
 from contextrast.modeling import ContextrastCriterion
 from contextrast.modeling.contrast import ContrastGradientGate, scale_gradient
 
 C = "MODEL.CONTEXTRAST."
-
-
-def _batch(n=2, h=64, w=64, num_classes=8, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return [
-        {
-            "image": torch.randint(0, 256, (3, h, w), generator=g).float(),
-            "sem_seg": torch.randint(0, num_classes, (h, w), generator=g),
-        }
-        for _ in range(n)
-    ]
 
 
 def test_scale_gradient_is_identity_forward_and_scales_backward():
@@ -151,7 +146,7 @@ def test_head_features_feed_the_projection_heads_and_leave_inference_alone():
     assert model.contrast_heads["aspp"].proj[0].in_channels == channels
     model.train()
     with EventStorage(0):
-        losses = model(_batch())
+        losses = model(training_batch())
         losses["loss_contrast"].backward()
     # Through the ASPP output, the contrastive gradient reaches the head's ASPP and the backbone.
     assert model.sem_seg_head.aspp.convs[0].weight.grad.abs().sum() > 0
@@ -185,7 +180,7 @@ def test_deeplabv3plus_exposes_aspp_and_decoder_features():
         assert outputs[name].shape[1] == shape.channels
         assert outputs[name].shape[-1] == 64 // shape.stride
     with EventStorage(0):
-        assert torch.isfinite(model(_batch())["loss_contrast"])
+        assert torch.isfinite(model(training_batch())["loss_contrast"])
 
 
 @pytest.mark.parametrize(

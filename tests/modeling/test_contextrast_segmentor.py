@@ -5,7 +5,13 @@ import torch
 import torch.nn.functional as F
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
-from helpers import FP32_RTOL, SMALL_HEADS_OPTS, assert_close_to_reference, demo_cfg
+from helpers import (
+    FP32_RTOL,
+    SMALL_HEADS_OPTS,
+    assert_close_to_reference,
+    demo_cfg,
+    training_batch,
+)
 
 from contextrast.modeling import ContextrastCriterion
 
@@ -13,14 +19,7 @@ IGNORE = 255
 
 
 def _batch(n=2, h=67, w=83, num_classes=8, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return [
-        {
-            "image": torch.randint(0, 256, (3, h, w), generator=g).float(),
-            "sem_seg": torch.randint(0, num_classes, (h, w), generator=g),
-        }
-        for _ in range(n)
-    ]
+    return training_batch(n, h, w, num_classes, seed)  # sizes that are not multiples of 32
 
 
 @pytest.fixture(scope="module")

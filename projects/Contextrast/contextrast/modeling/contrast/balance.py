@@ -27,17 +27,32 @@ from torch import Tensor
 __all__ = ["ContrastGradientGate", "scale_gradient"]
 
 
-class _ScaleGrad(torch.autograd.Function):
-    """Identity forward; gradient times ``scale`` backward."""
+class _Holder:
+    """The contrastive gradient of one feature in one backward pass, until the feature's hook."""
+
+    __slots__ = ("grad",)
+
+    def __init__(self):
+        self.grad: Optional[Tensor] = None
+
+
+class _GateGrad(torch.autograd.Function):
+    """Identity forward; backward multiplies the gradient by ``scale`` and, with a holder, hands
+    it over instead of sending it (the feature's hook adds it back)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, scale: float) -> Tensor:
-        ctx.scale = scale
+    def forward(ctx, x: Tensor, scale: float, holder: Optional[_Holder]) -> Tensor:
+        ctx.scale, ctx.holder = scale, holder
         return x.view_as(x)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        return grad * ctx.scale, None
+        grad = grad * ctx.scale if ctx.scale != 1.0 else grad
+        holder = ctx.holder
+        if holder is None:
+            return grad, None, None
+        holder.grad = grad if holder.grad is None else holder.grad + grad
+        return None, None, None
 
 
 def scale_gradient(x: Tensor, scale: float) -> Tensor:
@@ -51,30 +66,7 @@ def scale_gradient(x: Tensor, scale: float) -> Tensor:
         return x
     if scale == 0.0:
         return x.detach()
-    return _ScaleGrad.apply(x, scale)
-
-
-class _Holder:
-    """The contrastive gradient of one feature in one backward pass, until the feature's hook."""
-
-    __slots__ = ("grad",)
-
-    def __init__(self):
-        self.grad: Optional[Tensor] = None
-
-
-class _HandOver(torch.autograd.Function):
-    """Identity forward; backward gives the gradient to a holder and sends none itself."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, holder: _Holder) -> Tensor:
-        ctx.holder = holder
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        ctx.holder.grad = grad if ctx.holder.grad is None else ctx.holder.grad + grad
-        return None, None
+    return _GateGrad.apply(x, scale, None)
 
 
 class ContrastGradientGate:
@@ -135,8 +127,8 @@ class ContrastGradientGate:
             return scale_gradient(x, self.grad_scale)
         holder = _Holder()
         x.register_hook(self._cap_hook(name, holder))
-        # The holder receives the gradient after the scale; the hook caps what it received.
-        return scale_gradient(_HandOver.apply(x, holder), self.grad_scale)
+        # The holder receives the scaled gradient; the hook caps what it received.
+        return _GateGrad.apply(x, self.grad_scale, holder)
 
     def _cap_hook(self, name: str, holder: _Holder):
         cap = self.ratio_cap
