@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""What multi-process training adds per iteration (issue 13), measured with real gloo processes.
+"""What multi-process training adds per iteration, measured with real gloo processes.
 
 - the preemption check: one MAX all_reduce of an int64 CPU tensor on detectron2's gloo group
   (``contextrast.engine.preemption``), averaged over ``--calls`` calls;

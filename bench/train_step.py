@@ -119,6 +119,15 @@ def synthetic_batch(
     return records
 
 
+def preset_batch(args, preset: Preset, cfg) -> List[Dict]:
+    """The preset's synthetic batch (``--batch`` / ``--size`` override its size)."""
+    return synthetic_batch(
+        batch=args.batch or preset.batch, size=tuple(args.size or preset.size),
+        num_classes=cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, ignore=cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
+        device=preset.device, seed=1,
+    )  # fmt: skip
+
+
 def build_variant(preset: Preset, variant: str, extra_opts: Sequence[str]):
     """(model in train mode, optimizer, cfg) of one variant; same initial weights for all."""
     from detectron2.modeling import build_model
@@ -252,11 +261,7 @@ def memory_child(args) -> None:
 
     preset = PRESETS[args.preset]
     model, opt, cfg = build_variant(preset, args.memory_child, args.opts)
-    batch = synthetic_batch(
-        batch=args.batch or preset.batch, size=tuple(args.size or preset.size),
-        num_classes=cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, ignore=cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
-        device=preset.device, seed=1,
-    )  # fmt: skip
+    batch = preset_batch(args, preset, cfg)
     step = make_step(model, opt, batch, amp=cfg.SOLVER.AMP.ENABLED)
     before = _rss_bytes()
     with EventStorage(0):
@@ -294,22 +299,26 @@ def quartiles(values: Sequence[float]) -> Tuple[float, float, float]:
     return q[0], q[1], q[2]
 
 
-def run(args) -> Dict:
-    """Benchmark all variants; returns the result dict (also written with --json)."""
-    from detectron2.utils.events import EventStorage
+@dataclass
+class Measurements:
+    """What :func:`measure` records per variant."""
 
-    preset = PRESETS[args.preset]
-    cuda = preset.device == "cuda"
-    variants = list(args.variants)
-    if args.baseline_loss:
-        variants.append("ccl_bane_baseline_loss")
+    times_ms: Dict[str, List[float]]  # wall time of each timed round
+    cpu_ms: Dict[str, List[float]]  # process CPU time of each timed round
+    memory: Dict[str, Dict]  # peak_delta_bytes and state_bytes (CUDA here; CPU: cpu_memory)
+    host_syncs: Optional[Dict[str, int]]  # host syncs per step (CUDA with --sync-debug)
+    next_iteration: int  # the storage iteration after the last measured step
+
+
+def build_steps(args, preset: Preset, variants: List[str]):
+    """Every variant's model and training step, on one shared batch.
+
+    Returns:
+        built: ``{variant: (model, optimizer, cfg)}``; batch: the records; steps:
+        ``{variant: step(iteration)}``.
+    """
     built = {v: build_variant(preset, v, args.opts) for v in variants}
-    cfg = built[variants[0]][2]
-    batch = synthetic_batch(
-        batch=args.batch or preset.batch, size=tuple(args.size or preset.size),
-        num_classes=cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, ignore=cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
-        device=preset.device, seed=1,
-    )  # fmt: skip
+    batch = preset_batch(args, preset, built[variants[0]][2])
     baseline = (
         load_function(args.baseline_loss, "pixel_anchor_loss") if args.baseline_loss else None
     )
@@ -320,46 +329,110 @@ def run(args) -> Dict:
         )
         for v, (m, o, c) in built.items()
     }  # fmt: skip
-    times: Dict[str, List[float]] = {v: [] for v in variants}
-    cpu_times: Dict[str, List[float]] = {v: [] for v in variants}  # process CPU time
-    memory: Dict[str, Dict] = {}
-    with EventStorage(0):
-        it = 0
-        for v in variants:  # warm-up (allocator, cudnn autotuning, lazy init)
-            for _ in range(args.warmup):
-                it += 1
-                steps[v](it)
-        if cuda:
-            torch.cuda.synchronize()
-        for r in range(args.rounds):
-            it += 1  # all variants of a round share the storage iteration
-            order = variants[r % len(variants) :] + variants[: r % len(variants)]
-            for v in order:
-                c0 = time.process_time()
-                times[v].append(timed(steps[v], it, cuda))
-                cpu_times[v].append((time.process_time() - c0) * 1000.0)
-        if cuda and args.sync_debug:
-            syncs = {v: count_host_syncs(steps[v], it + 1) for v in variants}
-        if cuda:
-            for v in variants:
-                torch.cuda.synchronize()
-                base = torch.cuda.memory_allocated()
-                torch.cuda.reset_peak_memory_stats()
-                steps[v](it + 1)
-                torch.cuda.synchronize()
-                peak = torch.cuda.max_memory_allocated()
-                model, opt, _ = built[v]
-                memory[v] = {
-                    "peak_delta_bytes": peak - base,
-                    "state_bytes": state_bytes(model, opt),
-                }
-    if args.profile:
-        result_profile = profile_steps(steps[args.profile], it + 1, steps=5, cuda=cuda)
-    if not cuda and not args.no_memory:
-        memory = {v: cpu_memory(args, v) for v in variants if v in VARIANTS}
+    return built, batch, steps
 
-    result = {
-        "profile": result_profile if args.profile else None,
+
+def time_rounds(steps: Dict[str, Callable], warmup: int, rounds: int, cuda: bool):
+    """Warm-up steps of every variant (allocator, cudnn autotuning, lazy init), then ``rounds``
+    interleaved rounds of one timed step per variant, in rotating order.
+
+    Returns:
+        (wall ms per round, process CPU ms per round, last storage iteration used).
+    """
+    variants = list(steps)
+    times: Dict[str, List[float]] = {v: [] for v in variants}
+    cpu_times: Dict[str, List[float]] = {v: [] for v in variants}
+    it = 0
+    for v in variants:
+        for _ in range(warmup):
+            it += 1
+            steps[v](it)
+    if cuda:
+        torch.cuda.synchronize()
+    for r in range(rounds):
+        it += 1  # all variants of a round share the storage iteration
+        order = variants[r % len(variants) :] + variants[: r % len(variants)]
+        for v in order:
+            c0 = time.process_time()
+            times[v].append(timed(steps[v], it, cuda))
+            cpu_times[v].append((time.process_time() - c0) * 1000.0)
+    return times, cpu_times, it
+
+
+def cuda_step_memory(steps: Dict[str, Callable], built: Dict, iteration: int) -> Dict[str, Dict]:
+    """Peak memory of one step of every variant above what was allocated before it, and the
+    model's own state."""
+    memory = {}
+    for v, step in steps.items():
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        step(iteration)
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated()
+        model, opt, _ = built[v]
+        memory[v] = {"peak_delta_bytes": peak - base, "state_bytes": state_bytes(model, opt)}
+    return memory
+
+
+def measure(args, built: Dict, steps: Dict[str, Callable], cuda: bool) -> Measurements:
+    """Times, then (CUDA) host syncs and step memory, in one ``EventStorage``."""
+    from detectron2.utils.events import EventStorage
+
+    with EventStorage(0):
+        times, cpu_times, it = time_rounds(steps, args.warmup, args.rounds, cuda)
+        syncs = None
+        if cuda and args.sync_debug:
+            syncs = {v: count_host_syncs(step, it + 1) for v, step in steps.items()}
+        memory = cuda_step_memory(steps, built, it + 1) if cuda else {}
+    return Measurements(times, cpu_times, memory, syncs, it + 1)
+
+
+def variant_entries(measured: Measurements, cuda: bool) -> Dict[str, Dict]:
+    """Per-variant statistics; ratios to the first variant when it is CE only."""
+    variants = list(measured.times_ms)
+    first_is_ce = variants[0] == "ce"
+    base_median = quartiles(measured.times_ms["ce"])[1] if first_is_ce else None
+    base_cpu = statistics.median(measured.cpu_ms["ce"]) if first_is_ce else None
+    entries = {}
+    for v in variants:
+        q1, med, q3 = quartiles(measured.times_ms[v])
+        entry = {"median_ms": med, "q1_ms": q1, "q3_ms": q3, "times_ms": measured.times_ms[v]}
+        entry["cpu_median_ms"] = statistics.median(measured.cpu_ms[v])
+        if base_median:
+            entry["time_ratio_to_ce"] = med / base_median
+            if not cuda and base_cpu:
+                entry["cpu_ratio_to_ce"] = entry["cpu_median_ms"] / base_cpu
+        entry.update(measured.memory.get(v, {}))
+        if measured.host_syncs is not None:
+            entry["host_syncs_per_step"] = measured.host_syncs[v]
+        entries[v] = entry
+    if "ce" in measured.memory:
+
+        def total(m):
+            return m["peak_delta_bytes"] + m["state_bytes"]
+
+        for v, m in measured.memory.items():
+            entries[v]["memory_ratio_to_ce"] = total(m) / total(measured.memory["ce"])
+    return entries
+
+
+def run(args) -> Dict:
+    """Benchmark all variants; returns the result dict (also written with --json)."""
+    preset = PRESETS[args.preset]
+    cuda = preset.device == "cuda"
+    variants = list(args.variants)
+    if args.baseline_loss:
+        variants.append("ccl_bane_baseline_loss")
+    built, batch, steps = build_steps(args, preset, variants)
+    measured = measure(args, built, steps, cuda)
+    profile = None
+    if args.profile:
+        profile = profile_steps(steps[args.profile], measured.next_iteration, steps=5, cuda=cuda)
+    if not cuda and not args.no_memory:
+        measured.memory = {v: cpu_memory(args, v) for v in variants if v in VARIANTS}
+    return {
+        "profile": profile,
         "preset": args.preset,
         "config": preset.config,
         "batch": len(batch),
@@ -372,32 +445,8 @@ def run(args) -> Dict:
         "opts": list(args.opts),
         "baseline_loss": args.baseline_loss,
         "loadavg_1m": os.getloadavg()[0],
-        "variants": {},
+        "variants": variant_entries(measured, cuda),
     }
-    base_median = quartiles(times[variants[0]])[1] if variants[0] == "ce" else None
-    base_cpu = statistics.median(cpu_times[variants[0]]) if variants[0] == "ce" else None
-    for v in variants:
-        q1, med, q3 = quartiles(times[v])
-        entry = {"median_ms": med, "q1_ms": q1, "q3_ms": q3, "times_ms": times[v]}
-        entry["cpu_median_ms"] = statistics.median(cpu_times[v])
-        if base_median:
-            entry["time_ratio_to_ce"] = med / base_median
-            if not cuda and base_cpu:
-                entry["cpu_ratio_to_ce"] = entry["cpu_median_ms"] / base_cpu
-        entry.update(memory.get(v, {}))
-        if cuda and args.sync_debug:
-            entry["host_syncs_per_step"] = syncs[v]
-        result["variants"][v] = entry
-    if "ce" in memory:
-        ce_mem = memory["ce"]
-        for v in memory:
-            m = memory[v]
-            total, ce_total = (
-                m["peak_delta_bytes"] + m["state_bytes"],
-                ce_mem["peak_delta_bytes"] + ce_mem["state_bytes"],
-            )
-            result["variants"][v]["memory_ratio_to_ce"] = total / ce_total
-    return result
 
 
 def format_table(result: Dict) -> str:

@@ -3,8 +3,3 @@
 Run them from the repository root, as files (``python deploy/export_onnx.py ...``) or as modules
 (``python -m deploy.export_onnx ...``); see ``deploy/README.md``.
 """
-
-import warnings
-
-# detectron2 scripts a few helpers at import time and torch warns about each; as in tools/.
-warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)

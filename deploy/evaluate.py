@@ -75,7 +75,8 @@ def _deployed_model(args, path: str):
             lambda x: runner(torch.from_numpy(x).cuda()).cpu().numpy(),
         )
     try:
-        predictor = Predictor(path, backend=args.backend, threads=args.threads)
+        # Timed next to the other models: no spinning thread pool between calls.
+        predictor = Predictor(path, backend=args.backend, threads=args.threads, spinning=False)
     except RuntimeError as e:
         sys.exit(f"error: {e}")
     name = f"{args.backend} {predictor.metadata.precision} {os.path.basename(path)}"

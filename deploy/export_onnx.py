@@ -122,14 +122,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     wrapper = InferenceWrapper(model, args.output_kind)
 
     sample = torch.from_numpy(random_images(args.batch, height, width, args.seed))
-    export_onnx(
-        wrapper,
-        args.output,
-        sample,
-        dynamic=args.dynamic,
-        opset=args.opset,
-        exporter=args.exporter,
-    )
+    try:  # creates the folder of --output when it is missing
+        export_onnx(
+            wrapper,
+            args.output,
+            sample,
+            dynamic=args.dynamic,
+            opset=args.opset,
+            exporter=args.exporter,
+        )
+    except OSError as e:
+        sys.exit(f"error: --output {args.output}: {e}")
     # The preprocessing and label contract travels in the file (tools/predict.py --onnx).
     write_metadata(args.output, metadata_from_config(cfg, output_kind=args.output_kind))
     if args.precision == "fp16":

@@ -20,6 +20,7 @@ from typing import Optional, Sequence
 from contextrast.export import (
     CALIBRATION_METHODS,
     calibration_images,
+    positive_int,
     quantize_int8,
     read_metadata,
     setup_logging,
@@ -36,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dataset", help="calibration images (default: the training split of the ONNX's dataset)"
     )
-    parser.add_argument("--num-images", type=int, default=64, help="calibration images")
+    parser.add_argument(
+        "--num-images", type=positive_int, default=64, help="calibration images (at least 1)"
+    )
     parser.add_argument("--method", choices=CALIBRATION_METHODS, default="minmax")
     parser.add_argument("--seed", type=int, default=0, help="seed of the image draw")
     return parser
@@ -60,7 +63,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     images = calibration_images(dataset, meta, args.num_images, args.seed)
     try:
         quantize_int8(args.onnx, args.output, images, method=args.method)
-    except (KeyError, ValueError) as e:
+    except (KeyError, ValueError, OSError) as e:  # OSError: --output's folder, an image file
         sys.exit(f"error: {e}")
     logger.info("INT8 model %s written in %.0f s", args.output, time.perf_counter() - start)
     return 0

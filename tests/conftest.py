@@ -38,3 +38,14 @@ def camvid_root():
     if os.path.isdir(os.path.join(root, "train")):
         return os.path.abspath(root)
     pytest.skip(f"CamVid not found under $DETECTRON2_DATASETS/camvid ({root})")
+
+
+@pytest.fixture
+def fake_datasets(tmp_path):
+    """:class:`helpers.datasets.TemporaryDatasets` of this test, removed from the catalogs after."""
+    # Imported here: importing contextrast registers the datasets, after the set-up above.
+    from helpers.datasets import TemporaryDatasets
+
+    datasets = TemporaryDatasets(tmp_path)
+    yield datasets
+    datasets.remove_all()

@@ -18,6 +18,7 @@ import sys
 from collections import defaultdict
 from typing import Dict, Set
 
+import contextrast  # noqa: F401  isort: skip  (first: imports detectron2 quietly)
 import torch
 from detectron2.modeling import build_model
 from detectron2.utils.analysis import FlopCountAnalysis

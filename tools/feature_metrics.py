@@ -15,12 +15,10 @@ Examples:
         --dataset synth_streets_val --max-images 20 --output metrics.json
 """
 
-import argparse
 import json
 import logging
-import os
-import warnings
 
+import contextrast  # noqa: F401  isort: skip  (first: imports detectron2 quietly)
 from detectron2.evaluation import DatasetEvaluators, inference_on_dataset
 from detectron2.utils.logger import setup_logger
 from tabulate import tabulate
@@ -33,53 +31,21 @@ from contextrast.evaluation import (
     dataset_records,
     load_eval_model,
 )
+from contextrast.evaluation.cli import model_comparison_parser, parse_model_comparison_args
 
-# detectron2 scripts a few helpers at import time; torch now warns about that on every import.
-warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 logger = logging.getLogger("contextrast.feature_metrics")
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--config-file",
-        nargs="+",
-        action="extend",
-        required=True,
-        help="one config per model (e.g. baseline and Contextrast)",
-    )
-    parser.add_argument(
-        "--weights",
-        nargs="+",
-        action="extend",
-        default=[],
-        help="one checkpoint per config; default: each config's MODEL.WEIGHTS",
-    )
-    parser.add_argument(
-        "--names",
-        nargs="+",
-        action="extend",
-        default=[],
-        help="row names; default: the config file names",
-    )
-    parser.add_argument(
-        "--dataset", default="", help="registered dataset; default DATASETS.TEST[0]"
+    parser = model_comparison_parser(
+        __doc__.split("\n")[0],
+        config_help="one config per model (e.g. baseline and Contextrast)",
+        names_help="row names; default: the config file names",
+        dataset_help="registered dataset; default DATASETS.TEST[0]",
     )
     parser.add_argument("--max-images", type=int, default=0, help="first N images (0 = all)")
     parser.add_argument("--output", default="", help="also write the results as JSON here")
-    parser.add_argument(
-        "opts",
-        nargs=argparse.REMAINDER,
-        default=[],
-        help="KEY VALUE config overrides applied to every config",
-    )
-    args = parser.parse_args(argv)  # fmt: skip
-    n = len(args.config_file)
-    if args.weights and len(args.weights) != n:
-        parser.error(f"--weights: give one per config ({n}), got {len(args.weights)}")
-    if args.names and len(args.names) != n:
-        parser.error(f"--names: give one per config ({n}), got {len(args.names)}")
-    return args
+    return parse_model_comparison_args(parser, argv)
 
 
 def evaluate_model(config_file, weights, opts, dataset, max_images):
@@ -101,10 +67,8 @@ def evaluate_model(config_file, weights, opts, dataset, max_images):
 def main(args):
     setup_logger(name="contextrast")
     setup_logger(name="detectron2", abbrev_name="d2")
-    names = args.names or [os.path.splitext(os.path.basename(c))[0] for c in args.config_file]
-    weights = args.weights or [None] * len(args.config_file)
     rows = []
-    for name, config_file, w in zip(names, args.config_file, weights):
+    for name, config_file, w in zip(args.names, args.config_file, args.weights):
         dataset, result = evaluate_model(config_file, w, args.opts, args.dataset, args.max_images)
         rows.append({"model": name, "dataset": dataset, **result})
     datasets = sorted({r["dataset"] for r in rows})

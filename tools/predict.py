@@ -10,9 +10,10 @@
 ``<name>_labels.png`` (uint8 class ids) and ``<name>_overlay.png`` (detectron2's
 ``Visualizer.draw_sem_seg`` with a legend of the classes present); for a video, the overlay
 video ``<name>_overlay.mp4``. An ``.onnx`` file from ``deploy/export_onnx.py`` needs no config:
-its metadata gives the input format, test resize, class names and colours. A progress bar shows
-the time per image; the mean network time is printed at the end. Trailing ``KEY VALUE`` pairs
-override the config.
+its metadata gives the input format, test resize, class names and colours; a file with a static
+input size gets each image resized to it and the prediction resized back. A progress bar shows
+the time per image; the mean network time is printed at the end. Images that cannot be read are
+skipped and listed at the end (exit status 1). Trailing ``KEY VALUE`` pairs override the config.
 """
 
 import argparse
@@ -26,7 +27,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from contextrast.export import ORT_BACKENDS, Predictor, draw_overlay, read_bgr, setup_logging
+from contextrast.export import (
+    ORT_BACKENDS,
+    Predictor,
+    UnreadableImageError,
+    draw_overlay,
+    read_bgr,
+    setup_logging,
+)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 logger = logging.getLogger("contextrast.predict")
@@ -71,12 +79,20 @@ def list_images(patterns):
     return files
 
 
-def predict_images(predictor: Predictor, files, output: str, opacity: float) -> list:
-    """Labels and overlays of ``files``; returns the network time of each image (s)."""
-    meta, times = predictor.metadata, []
+def predict_images(predictor: Predictor, files, output: str, opacity: float):
+    """Labels and overlays of ``files``.
+
+    Returns:
+        (the network time of each image read (s), the errors of the files that could not be read).
+    """
+    meta, times, unreadable = predictor.metadata, [], []
     bar = tqdm(files, desc="images", unit="img")
     for path in bar:
-        image = read_bgr(path)
+        try:
+            image = read_bgr(path)
+        except (FileNotFoundError, UnreadableImageError) as e:
+            unreadable.append(str(e))  # the others are still predicted
+            continue
         labels = predictor(image).astype(np.uint8)
         times.append(predictor.last_time_s)
         bar.set_postfix(ms=f"{1e3 * predictor.last_time_s:.1f}")
@@ -84,7 +100,7 @@ def predict_images(predictor: Predictor, files, output: str, opacity: float) -> 
         cv2.imwrite(stem + "_labels.png", labels)
         overlay = draw_overlay(image, labels, meta.class_names, meta.palette, alpha=opacity)
         cv2.imwrite(stem + "_overlay.png", overlay)
-    return times
+    return times, unreadable
 
 
 def predict_video(predictor: Predictor, capture, name: str, output: str, args) -> list:
@@ -145,20 +161,28 @@ def main(argv=None) -> int:
             predictor = Predictor(args.config_file, args.weights, opts=args.opts)
         os.makedirs(args.output, exist_ok=True)
         start = time.perf_counter()
+        unreadable = []
         if args.input:
-            times = predict_images(predictor, list_images(args.input), args.output, args.opacity)
+            files = list_images(args.input)
+            times, unreadable = predict_images(predictor, files, args.output, args.opacity)
         else:
             capture, name = open_capture(args)
             times = predict_video(predictor, capture, name, args.output, args)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
+    except (OSError, ValueError, RuntimeError) as e:
         sys.exit(f"error: {e}")
     wall = time.perf_counter() - start
-    print(
-        f"{len(times)} images with {predictor.backend} ({predictor.metadata.precision}): "
-        f"network {1e3 * np.mean(times):.1f} ms / image (median {1e3 * np.median(times):.1f}), "
-        f"{1e3 * wall / len(times):.1f} ms / image with reading, resizing and drawing; "
-        f"outputs in {args.output}"
-    )
+    if times:
+        print(
+            f"{len(times)} images with {predictor.backend} ({predictor.metadata.precision}): "
+            f"network {1e3 * np.mean(times):.1f} ms / image (median "
+            f"{1e3 * np.median(times):.1f}), {1e3 * wall / len(times):.1f} ms / image with "
+            f"reading, resizing and drawing; outputs in {args.output}"
+        )
+    if unreadable:
+        sys.exit(
+            f"error: {len(unreadable)} of {len(files)} images could not be read:\n  "
+            + "\n  ".join(unreadable)
+        )
     return 0
 
 

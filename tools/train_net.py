@@ -18,8 +18,8 @@ reproducibility.
 """
 
 import logging
-import warnings
 
+import contextrast  # noqa: F401  isort: skip  (first: imports detectron2 quietly)
 from detectron2.engine import default_argument_parser
 from detectron2.evaluation import verify_results
 
@@ -32,8 +32,6 @@ from contextrast.engine import (
     shutdown_distributed,
 )
 
-# detectron2 scripts a few helpers at import time; torch now warns about that on every import.
-warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 logger = logging.getLogger("contextrast.train_net")
 
 

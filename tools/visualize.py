@@ -13,11 +13,10 @@ Examples:
         --images 0001TP_008550.png Seq05VD_f02370.png --output output/panels
 """
 
-import argparse
 import logging
 import os
-import warnings
 
+import contextrast  # noqa: F401  isort: skip  (first: imports detectron2 quietly)
 import numpy as np
 import torch
 from detectron2.data import MetadataCatalog
@@ -32,40 +31,18 @@ from contextrast.evaluation import (
     inference_model,
     load_eval_model,
 )
+from contextrast.evaluation.cli import model_comparison_parser, parse_model_comparison_args
 from contextrast.evaluation.visualization import colorize, default_palette, make_panel
 
-# detectron2 scripts a few helpers at import time; torch now warns about that on every import.
-warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 logger = logging.getLogger("contextrast.visualize")
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--config-file",
-        nargs="+",
-        action="extend",
-        required=True,
-        help="one config per model, e.g. baseline then Contextrast",
-    )
-    parser.add_argument(
-        "--weights",
-        nargs="+",
-        action="extend",
-        default=[],
-        help="one checkpoint per config; default: each config's MODEL.WEIGHTS",
-    )
-    parser.add_argument(
-        "--names",
-        nargs="+",
-        action="extend",
-        default=[],
-        help="panel titles; default: the config file names",
-    )
-    parser.add_argument(
-        "--dataset",
-        default="",
-        help="registered dataset; default DATASETS.TEST[0] of the first config",
+    parser = model_comparison_parser(
+        __doc__.split("\n")[0],
+        config_help="one config per model, e.g. baseline then Contextrast",
+        names_help="panel titles; default: the config file names",
+        dataset_help="registered dataset; default DATASETS.TEST[0] of the first config",
     )
     parser.add_argument(
         "--images",
@@ -76,18 +53,7 @@ def parse_args(argv=None):
     )
     parser.add_argument("--num-images", type=int, default=4, help="first N images of the split")
     parser.add_argument("--output", required=True, help="folder for the PNG panels")
-    parser.add_argument(
-        "opts",
-        nargs=argparse.REMAINDER,
-        default=[],
-        help="KEY VALUE config overrides applied to every config",
-    )
-    args = parser.parse_args(argv)  # fmt: skip
-    n = len(args.config_file)
-    for key in ("weights", "names"):
-        if getattr(args, key) and len(getattr(args, key)) != n:
-            parser.error(f"--{key}: give one per config ({n}), got {len(getattr(args, key))}")
-    return args
+    return parse_model_comparison_args(parser, argv)
 
 
 @torch.no_grad()
@@ -104,14 +70,12 @@ def predict(config_file, weights, opts, dataset, records):
 
 def main(args):
     setup_logger(name="contextrast")
-    names = args.names or [os.path.splitext(os.path.basename(c))[0] for c in args.config_file]
-    weights = args.weights or [None] * len(args.config_file)
     dataset = args.dataset
     if not dataset:
         dataset = load_config(args.config_file[0], args.opts).DATASETS.TEST[0]
     records = dataset_records(dataset, 0 if args.images else args.num_images, args.images)
     predictions = [
-        predict(c, w, args.opts, dataset, records) for c, w in zip(args.config_file, weights)
+        predict(c, w, args.opts, dataset, records) for c, w in zip(args.config_file, args.weights)
     ]
 
     meta = MetadataCatalog.get(dataset)
@@ -129,7 +93,9 @@ def main(args):
                 label_lut=label_lut,
             )
             tiles.append(("ground truth", colorize(gt, colors, ignore_label)))
-        tiles += [(n, colorize(p[i], colors, ignore_label)) for n, p in zip(names, predictions)]
+        tiles += [
+            (n, colorize(p[i], colors, ignore_label)) for n, p in zip(args.names, predictions)
+        ]
         stem = os.path.splitext(os.path.basename(record["file_name"]))[0]
         path = os.path.join(args.output, f"{stem}.png")
         Image.fromarray(np.ascontiguousarray(make_panel(tiles))).save(path)

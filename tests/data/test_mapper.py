@@ -1,15 +1,14 @@
 """SemSegDatasetMapper and the augmentations: synth_streets, label LUTs and bad input."""
 
-import uuid
-
 import numpy as np
 import pytest
 import torch
 from detectron2.config import get_cfg
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import DatasetCatalog
 from detectron2.data import transforms as T
 from detectron2.data.detection_utils import SizeMismatchError
 from detectron2.projects.deeplab import add_deeplab_config
+from helpers.datasets import FAKE_LUT, write_png
 from PIL import Image
 
 from contextrast.config import add_contextrast_config
@@ -19,10 +18,6 @@ from contextrast.data.augmentations import (
     build_sem_seg_test_augmentation,
     build_sem_seg_train_augmentation,
 )
-
-# Raw values of the fake datasets and the LUT that maps them: 10/20/30 -> 0/1/2, void 11 -> 255.
-LUT = np.full(256, 255, dtype=np.int64)
-LUT[[10, 20, 30]] = [0, 1, 2]
 
 
 @pytest.fixture(scope="module")
@@ -51,49 +46,6 @@ def make_cfg(num_classes=8):
     cfg.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA = 0.75
     cfg.INPUT.MIN_SIZE_TEST = 0
     return cfg
-
-
-def write_png(path, array, palette=False):
-    image = Image.fromarray(np.asarray(array, dtype=np.uint8))
-    if palette:  # palette colours whose luminance differs from the indices
-        image = image.convert("P")
-        image.putpalette([(255 - i) % 256 for i in range(256)] * 3)
-    image.save(path)
-    return str(path)
-
-
-@pytest.fixture
-def fake_dataset(tmp_path):
-    """Register a dataset of 6x8 images with raw labels in {10, 20, 30, 11} and LUT metadata."""
-    names = []
-
-    def make(labels, lut=LUT, palette=False, image_size=None):
-        name = f"fake_lut_{uuid.uuid4().hex[:8]}"
-        records = []
-        for i, label in enumerate(labels):
-            h, w = image_size or np.shape(label)
-            image = np.random.default_rng(i).integers(0, 256, (h, w, 3))
-            records.append(
-                {
-                    "file_name": write_png(tmp_path / f"{name}_{i}.png", image),
-                    "sem_seg_file_name": write_png(tmp_path / f"{name}_{i}_l.png", label, palette),
-                    "height": h,
-                    "width": w,
-                    "image_id": i,
-                }
-            )
-        DatasetCatalog.register(name, lambda: records)
-        meta = {"stuff_classes": ["a", "b", "c"], "ignore_label": 255, "evaluator_type": "sem_seg"}
-        if lut is not None:
-            meta["label_lut"] = tuple(int(v) for v in lut)
-        MetadataCatalog.get(name).set(**meta)
-        names.append(name)
-        return name, records
-
-    yield make
-    for name in names:
-        DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
 
 
 RAW = np.array([[10, 10, 20, 20, 30, 30, 11, 11]] * 6)
@@ -179,21 +131,23 @@ def test_inference_mapper_reads_files_exactly_and_flip_keeps_alignment(synth_rec
 
 
 @pytest.mark.parametrize("palette", [False, True])
-def test_label_lut_is_applied(fake_dataset, palette):
-    name, records = fake_dataset([RAW, RAW[:, ::-1]], palette=palette)
+def test_label_lut_is_applied(fake_datasets, palette):
+    name, records = fake_datasets.labelled([RAW, RAW[:, ::-1]], palette=palette)
     mapper = SemSegDatasetMapper(make_cfg(num_classes=3), is_train=False, dataset_name=name)
     assert np.array_equal(mapper(records[0])["sem_seg"].numpy(), EXPECTED)
     assert np.array_equal(mapper(records[1])["sem_seg"].numpy(), EXPECTED[:, ::-1])
 
 
-def test_bad_labels_name_the_file(fake_dataset):
+def test_bad_labels_name_the_file(fake_datasets):
     cfg = make_cfg(num_classes=3)
-    name, records = fake_dataset([RAW, np.where(RAW == 30, 7, RAW)], lut=None)
+    name, records = fake_datasets.labelled([RAW, np.where(RAW == 30, 7, RAW)], lut=None)
     mapper = SemSegDatasetMapper(cfg, is_train=False, dataset_name=name)
     # Without a LUT the raw values 10/20/30 are not train ids; then 7 is out of range.
     with pytest.raises(ValueError, match=f"{records[0]['sem_seg_file_name']}.*10, 11, 20, 30"):
         mapper(records[0])
-    name, records = fake_dataset([np.where(RAW == 30, 40, RAW)], lut=np.where(LUT == 0, 5, LUT))
+    name, records = fake_datasets.labelled(
+        [np.where(RAW == 30, 40, RAW)], lut=np.where(FAKE_LUT == 0, 5, FAKE_LUT)
+    )
     mapper = SemSegDatasetMapper(cfg, is_train=False, dataset_name=name)
     with pytest.raises(
         ValueError, match=f"{records[0]['sem_seg_file_name']}.*\\[5\\].*raw .*\\[10\\]"
@@ -201,23 +155,19 @@ def test_bad_labels_name_the_file(fake_dataset):
         mapper(records[0])
 
 
-def test_bad_files_name_the_file(fake_dataset, tmp_path):
+def test_bad_files_name_the_file(fake_datasets, tmp_path):
     cfg = make_cfg(num_classes=3)
-    name, records = fake_dataset([RAW, RAW, RAW, RAW, RAW])
+    name, records = fake_datasets.labelled([RAW, RAW, RAW, RAW, RAW])
     mapper = SemSegDatasetMapper(cfg, is_train=False, dataset_name=name)
-    image_file, label_file = records[0]["file_name"], records[1]["sem_seg_file_name"]
-    with open(image_file, "rb") as f:
-        data = f.read()
-    with open(image_file, "wb") as f:
-        f.write(data[: len(data) // 2])
-    with pytest.raises(ValueError, match=f"cannot decode image file {image_file}"):
-        mapper(records[0])
-    with open(label_file, "rb") as f:
-        data = f.read()
-    with open(label_file, "wb") as f:
-        f.write(data[: len(data) // 2])
-    with pytest.raises(ValueError, match=f"cannot decode label file {label_file}"):
-        mapper(records[1])
+    # Truncated files: the image of record 0, the label of record 1.
+    for record, key, kind in ((records[0], "file_name", "image"),
+                              (records[1], "sem_seg_file_name", "label")):  # fmt: skip
+        with open(record[key], "rb") as f:
+            data = f.read()
+        with open(record[key], "wb") as f:
+            f.write(data[: len(data) // 2])
+        with pytest.raises(ValueError, match=f"cannot decode {kind} file {record[key]}"):
+            mapper(record)
     # Size mismatch between the image and its label: both files named.
     write_png(records[2]["sem_seg_file_name"], np.full((6, 9), 10))
     with pytest.raises(ValueError, match=f"{records[2]['sem_seg_file_name']} is 9x6.*"):
@@ -237,19 +187,19 @@ def test_bad_files_name_the_file(fake_dataset, tmp_path):
         mapper(dict(records[4], sem_seg_file_name=missing))
 
 
-def test_bad_config_and_metadata(fake_dataset):
-    name, _ = fake_dataset([RAW])
+def test_bad_config_and_metadata(fake_datasets):
+    name, _ = fake_datasets.labelled([RAW])
     with pytest.raises(ValueError, match="NUM_CLASSES=8 differs from the 3 stuff_classes"):
         SemSegDatasetMapper(make_cfg(), is_train=False, dataset_name=name)
     cfg = make_cfg(num_classes=3)
     cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE = 254
     with pytest.raises(ValueError, match="IGNORE_VALUE=254 differs"):
         SemSegDatasetMapper(cfg, is_train=False, dataset_name=name)
-    other, _ = fake_dataset([RAW], lut=None)
+    other, _ = fake_datasets.labelled([RAW], lut=None)
     cfg = make_cfg(num_classes=3)
     cfg.DATASETS.TRAIN = (name, other)
     with pytest.raises(ValueError, match=f"{name}.*{other}.*differ"):
         SemSegDatasetMapper(cfg, is_train=True)
-    bad_lut, _ = fake_dataset([RAW], lut=LUT[:255])
+    bad_lut, _ = fake_datasets.labelled([RAW], lut=FAKE_LUT[:255])
     with pytest.raises(ValueError, match=f"{bad_lut}.*'label_lut' must be 256 ints"):
         SemSegDatasetMapper(make_cfg(num_classes=3), is_train=False, dataset_name=bad_lut)

@@ -16,6 +16,7 @@ from contextrast.export import (
     ArrayCalibrationReader,
     onnx_graph_summary,
     ort_session,
+    quantize_int8,
     random_images,
     read_metadata,
 )
@@ -107,3 +108,15 @@ def test_calibration_reader_replays_after_rewind():
     again = [reader.get_next()["images"] for _ in range(3)]
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     assert not np.array_equal(first[0], first[1])
+
+
+def test_quantize_needs_calibration_images(static_onnx, tmp_path, capsys):
+    output = tmp_path / "int8.onnx"
+    with pytest.raises(SystemExit) as excinfo:
+        quantize.main(["--onnx", static_onnx, "--output", str(output), "--num-images", "0"])
+    assert excinfo.value.code == 2
+    assert "--num-images: expected a positive integer, got 0" in capsys.readouterr().err
+    # The library says so before onnxruntime's own "No data is collected.".
+    with pytest.raises(ValueError, match=r"no calibration images for .*static\.onnx"):
+        quantize_int8(static_onnx, str(output), [])
+    assert not output.exists()

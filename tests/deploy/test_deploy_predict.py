@@ -1,11 +1,13 @@
 """Prediction with a deployed model: the ONNX metadata contract round-trips, ``tools/predict.py``
 runs an ``.onnx`` file (no config) and a checkpoint on image files, folders, globs and a video
-the test writes, and agrees with PyTorch; bad inputs get errors that name them."""
+the test writes, and agrees with PyTorch; a static ONNX file predicts images of other sizes;
+bad inputs (a corrupt image among good ones, a truncated ONNX file) get errors that name them."""
 
 import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,7 +17,15 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from helpers import DEMO_CONFIG, ROOT, subprocess_env, tool
 
 from contextrast.config import load_config
-from contextrast.export import Predictor, metadata_from_config, read_bgr, read_metadata
+from contextrast.export import (
+    OnnxModelError,
+    Predictor,
+    metadata_from_config,
+    ort_session,
+    read_bgr,
+    read_metadata,
+)
+from deploy import export_onnx
 
 PREDICT = tool("tools", "predict.py")
 
@@ -153,3 +163,77 @@ def test_bad_inputs_name_the_file(contextrast_onnx, tmp_path):
     proc = predict("--onnx", contextrast_onnx, "--video-input", str(tmp_path / "no.mp4"),
                    "--output", str(tmp_path / "o"), check=False)  # fmt: skip
     assert proc.returncode != 0 and "no.mp4: no such video file" in proc.stderr
+
+
+def write_random_images(folder, sizes) -> list:
+    """PNG files of random pixels, one per (height, width) in ``sizes``."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, (height, width) in enumerate(sizes):
+        path = str(folder / f"image{i}.png")
+        cv2.imwrite(path, rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        paths.append(path)
+    return paths
+
+
+def test_static_onnx_resizes_images_to_its_input_and_back(static_onnx, tmp_path):
+    session = ort_session(static_onnx)
+    height, width = session.get_inputs()[0].shape[2:]
+    paths = write_random_images(tmp_path, [(50, 70), (90, 130), (height, width)])
+    proc = predict("--onnx", static_onnx, "--input", *paths, "--output", str(tmp_path / "out"))
+    assert "3 images with ort-cpu" in proc.stdout
+    assert proc.stdout.count(f"static input size {height}x{width}: images are resized") == 1
+    meta = read_metadata(static_onnx)
+    for path in paths:
+        image = cv2.imread(path)
+        # Reference with OpenCV's resize, both ways (the tool resizes with torch).
+        x = cv2.resize(image.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+        x = x[:, :, ::-1] if meta.input_format == "RGB" else x
+        logits = session.run(None, {"images": np.ascontiguousarray(x.transpose(2, 0, 1)[None])})
+        back = [cv2.resize(c, image.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+                for c in logits[0][0]]  # fmt: skip
+        stem = os.path.splitext(os.path.basename(path))[0]
+        labels = cv2.imread(str(tmp_path / "out" / f"{stem}_labels.png"), cv2.IMREAD_UNCHANGED)
+        assert labels.shape == image.shape[:2]
+        assert np.mean(labels == np.argmax(back, axis=0)) >= 0.99
+
+
+def test_static_batch_of_several_images_is_a_clear_error(tmp_path):
+    path = str(tmp_path / "batch2.onnx")
+    argv = ["--config-file", DEMO_CONFIG, "--output", path, "--batch", "2", "--height", "32"]
+    assert export_onnx.main(argv + ["--width", "32", "--exporter", "torchscript"]) == 0
+    expected = r"batch2\.onnx has the static input shape \[2, 3, 32, 32\] .* export with --batch 1"
+    with pytest.raises(ValueError, match=expected):
+        Predictor(path)
+
+
+def test_truncated_onnx_file_is_named(static_onnx, tmp_path):
+    truncated = tmp_path / "truncated.onnx"
+    data = Path(static_onnx).read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(OnnxModelError, match=r"truncated\.onnx: not a readable ONNX model"):
+        Predictor(str(truncated))
+    with pytest.raises(OnnxModelError, match=r"truncated\.onnx: onnxruntime cannot load it"):
+        ort_session(str(truncated))
+    image = write_random_images(tmp_path, [(32, 32)])[0]
+    proc = predict("--onnx", str(truncated), "--input", image, "--output", str(tmp_path / "o"),
+                   check=False)  # fmt: skip
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "truncated.onnx: not a readable ONNX model (truncated" in proc.stderr
+
+
+def test_folder_with_a_corrupt_image_finishes_the_others(static_onnx, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    good = write_random_images(folder, [(64, 96), (64, 96)])
+    (folder / "broken.png").write_bytes(b"\x89PNG but not really")
+    out = tmp_path / "out"
+    proc = predict("--onnx", static_onnx, "--input", str(folder), "--output", str(out),
+                   check=False)  # fmt: skip
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "2 images with ort-cpu" in proc.stdout
+    for path in good:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        assert (out / f"{stem}_labels.png").is_file() and (out / f"{stem}_overlay.png").is_file()
+    assert "1 of 3 images could not be read" in proc.stderr
+    assert "broken.png: not a readable image" in proc.stderr

@@ -1,31 +1,23 @@
 """End to end: tools/train_net.py trains a few iterations, then --eval-only on its checkpoint."""
 
 import json
-import os
-import subprocess
-import sys
 
-from helpers import ROOT
-
-TINY = [
-    "SOLVER.IMS_PER_BATCH", "2", "INPUT.CROP.SIZE", "(64, 64)", "DATALOADER.NUM_WORKERS", "0",
-    "MODEL.CONTEXTRAST.PROJ_DIM", "16", "SOLVER.CHECKPOINT_PERIOD", "100",
-]  # fmt: skip
+from helpers import INSTANT_TEST_CONFIG, run, tail, train_net_cmd
 
 
-def _run(args, cwd):
-    cmd = [sys.executable, os.path.join(ROOT, "tools", "train_net.py")] + args
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout + proc.stderr
+def _run(output_dir, cwd, opts=(), extra=()):
+    """train_net on the instant-test config from ``cwd``; returns its output."""
+    log = str(cwd / f"{output_dir.name}.log")
+    cmd = train_net_cmd(str(output_dir), opts, extra=extra, config=INSTANT_TEST_CONFIG)
+    result = run(cmd, log, timeout=600, cwd=str(cwd))  # another folder than the repository's
+    assert result.returncode == 0, tail(log)
+    with open(log, errors="replace") as f:
+        return f.read()
 
 
 def test_train_then_eval_only(tmp_path):
     out = tmp_path / "run"
-    config = os.path.join(ROOT, "configs", "demo", "contextrast.yaml")
-    log = _run(
-        ["--config-file", config, "SOLVER.MAX_ITER", "4", "OUTPUT_DIR", str(out)] + TINY, tmp_path
-    )
+    log = _run(out, tmp_path)
     for name in ["model_final.pth", "config.yaml", "metrics.json", "last_checkpoint"]:
         assert (out / name).exists(), name
     assert any(p.name.startswith("events.out.tfevents") for p in out.iterdir())
@@ -35,11 +27,7 @@ def test_train_then_eval_only(tmp_path):
     assert "eta" in log or "ETA" in log
     assert "copypaste: mIoU" in log
 
-    eval_out = tmp_path / "eval"
-    log = _run(
-        ["--config-file", config, "--eval-only", "MODEL.WEIGHTS", str(out / "model_final.pth"),
-         "OUTPUT_DIR", str(eval_out)] + TINY,
-        tmp_path,
-    )  # fmt: skip
+    weights = ["MODEL.WEIGHTS", str(out / "model_final.pth")]
+    log = _run(tmp_path / "eval", tmp_path, weights, extra=["--eval-only"])
     assert "copypaste: mIoU" in log
     assert "Starting training" not in log

@@ -165,3 +165,29 @@ def test_baseline_and_contextrast_checkpoints_load_into_each_other(tmp_path):
     ContextrastCheckpointer(fresh).load(_save(baseline, tmp_path / "b"))
     for k, v in fresh.state_dict().items():
         assert torch.equal(v, init[k] if k in init else baseline.state_dict()[k]), k
+
+
+def test_ddp_checkpoint_loads_exactly(tmp_path):
+    """Keys saved through a DistributedDataParallel wrapper (``module.``) load unchanged."""
+    source = _model()
+    path = os.path.join(str(tmp_path), "ddp.pth")
+    torch.save({"model": {f"module.{k}": v for k, v in source.state_dict().items()}}, path)
+    target = _model(seed=1)
+    ContextrastCheckpointer(target, exact=True).load(path)
+    for k, v in source.state_dict().items():
+        assert torch.equal(target.state_dict()[k], v), k
+
+
+def test_module_shared_under_two_names_is_not_missing(tmp_path):
+    """A tensor the checkpoint holds under one of its names counts as loaded under all."""
+    model = torch.nn.Module()
+    model.conv = torch.nn.Conv2d(2, 2, 1)
+    model.alias = model.conv  # state_dict() lists conv.* and alias.*
+    path = os.path.join(str(tmp_path), "shared.pth")
+    torch.save({"model": {f"conv.{k}": v for k, v in model.conv.state_dict().items()}}, path)
+    ContextrastCheckpointer(model).load(path)
+    # ...and as missing under all when the checkpoint holds none of them.
+    torch.save({"model": {"conv.bias": model.conv.bias.detach()}}, path)
+    with pytest.raises(CheckpointMismatchError, match="2 model tensors missing") as info:
+        ContextrastCheckpointer(model).load(path)
+    assert "alias.weight" in str(info.value) and "conv.weight" in str(info.value)

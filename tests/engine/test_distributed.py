@@ -7,25 +7,24 @@ negative (caps above the pixel count) the comparison is deterministic.
 """
 
 import os
-import socket
-import time
-from datetime import timedelta
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 from helpers import (
+    EVAL_OPTS,
     FP32_RTOL,
-    TINY_OPTS,
+    INSTANT_TEST_CONFIG,
     assert_close_to_reference,
+    free_port,
     load_checkpoint,
     read_metrics,
     run,
     tail,
     train_net_cmd,
 )
+from helpers.spawn import run_in_process_group
 
 from contextrast.modeling.contrast import ContextrastCriterion
 from contextrast.modeling.contrast.anchors import class_anchors, mix_anchors
@@ -94,38 +93,18 @@ def _compute(scenario, images: slice):
     }
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
-        timeout=timedelta(seconds=TIMEOUT_S // 2),
-    )  # fmt: skip
-    try:
-        half = slice(2 * rank, 2 * rank + 2)
-        results = {name: _compute(s, half) for name, s in _scenarios().items()}
-        torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _half_batch(rank: int):
+    """Every scenario computed on process ``rank``'s half of the batch."""
+    half = slice(2 * rank, 2 * rank + 2)
+    return {name: _compute(s, half) for name, s in _scenarios().items()}
 
 
 @pytest.fixture(scope="module")
 def two_process_results(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("criterion_ddp"))
-    ctx = mp.start_processes(
-        _worker, args=(_free_port(), out), nprocs=WORLD, join=False, start_method="spawn"
+    return run_in_process_group(
+        _half_batch, out, world=WORLD, timeout_s=TIMEOUT_S, what="criterion"
     )
-    deadline = time.monotonic() + TIMEOUT_S
-    while not ctx.join(timeout=1):
-        if time.monotonic() > deadline:  # a collective waiting for a process that never comes
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail(f"criterion processes did not finish in {TIMEOUT_S}s (deadlock?)")
-    return [torch.load(os.path.join(out, f"rank{r}.pt")) for r in range(WORLD)]
 
 
 @pytest.mark.parametrize("scenario", ["balanced", "class_missing", "all_ignore"])
@@ -156,12 +135,11 @@ def test_two_processes_equal_one_process(two_process_results, scenario):
 def test_train_net_two_processes_on_cpu(tmp_path):
     out = str(tmp_path)
     log = os.path.join(out, "stdout.txt")
-    iters = 4
-    opts = TINY_OPTS + [
-        "SOLVER.MAX_ITER", str(iters), "SOLVER.LOG_PERIOD", "1",
-        "DATASETS.TEST", "('synth_streets_val',)", "INPUT.MIN_SIZE_TEST", "80",
-    ]  # fmt: skip
-    cmd = train_net_cmd(out, opts, extra=["--num-gpus", str(WORLD), "--dist-url", "auto"])
+    iters = 4  # SOLVER.MAX_ITER of the instant test
+    cmd = train_net_cmd(
+        out, ["SOLVER.LOG_PERIOD", "1", *EVAL_OPTS], config=INSTANT_TEST_CONFIG,
+        extra=["--num-gpus", str(WORLD), "--dist-url", "auto"],
+    )  # fmt: skip
     result = run(cmd, log, timeout=600)
     assert result.returncode == 0, tail(log)
     assert f"World size: {WORLD}" in open(os.path.join(out, "log.txt")).read()
@@ -218,7 +196,7 @@ def test_shutdown_releases_every_gloo_thread(tmp_path):
     from detectron2.engine import launch
 
     launch(
-        _shutdown_worker, WORLD, dist_url=f"tcp://127.0.0.1:{_free_port()}", args=(str(tmp_path),)
+        _shutdown_worker, WORLD, dist_url=f"tcp://127.0.0.1:{free_port()}", args=(str(tmp_path),)
     )
     for r in range(WORLD):
         with_groups, after_destroy, after_shutdown = torch.load(tmp_path / f"threads{r}.pt")

@@ -15,10 +15,9 @@ import sys
 
 import pytest
 from helpers import (
-    LOSS_KEYS,
     ROOT,
     RUN_OPTS,
-    assert_same_tensors,
+    assert_same_run,
     free_port,
     last_checkpoint,
     load_checkpoint,
@@ -119,16 +118,8 @@ def test_sigterm_checkpoints_and_resume_continues_the_run(reference_2p, tmp_path
     assert result.returncode == 0, tail(log)
     assert f"Starting training from iteration {second + 1}" in open(log).read()
 
-    ours, ref = read_metrics(out), read_metrics(reference_2p)
-    for it in range(MAX_ITER):
-        for key in LOSS_KEYS:
-            assert ours[it][key] == ref[it][key], (it, key, ours[it][key], ref[it][key])
-    final, ref_final = (
-        load_checkpoint(os.path.join(d, "model_final.pth")) for d in (out, reference_2p)
-    )
+    final, ref_final = assert_same_run(out, reference_2p, MAX_ITER)
     assert final["iteration"] == ref_final["iteration"] == MAX_ITER - 1
-    assert_same_tensors(final["model"], ref_final["model"], "model")
-    assert_same_tensors(final["trainer"], ref_final["trainer"], "trainer")
 
 
 def test_requeue_says_why_it_did_not_happen(monkeypatch, caplog, tmp_path):

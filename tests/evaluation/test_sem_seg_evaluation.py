@@ -1,23 +1,18 @@
 """build_sem_seg_evaluator: detectron2's SemSegEvaluator reading ground truth through the LUT."""
 
-import uuid
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from detectron2.config import get_cfg
-from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import CityscapesSemSegEvaluator, DatasetEvaluators, SemSegEvaluator
 from detectron2.projects.deeplab import add_deeplab_config
-from PIL import Image
+from helpers.datasets import FAKE_LUT
 
 from contextrast.config import add_contextrast_config
-from contextrast.evaluation import build_sem_seg_evaluator
+from contextrast.evaluation import CityscapesLabelIdEvaluator, build_sem_seg_evaluator
 
-# Raw label values 10/20/30 are classes 0/1/2; 11 is void (CamVid-style) -> ignore.
-LUT = np.full(256, 255, dtype=np.int64)
-LUT[[10, 20, 30]] = [0, 1, 2]
+# Raw label values 10/20/30 are classes 0/1/2; 11 is void (CamVid-style) -> ignore (FAKE_LUT).
 GT_RAW = [
     np.array([[10, 10, 20, 20], [30, 30, 11, 11]]),
     np.array([[20, 20, 20, 30], [11, 10, 10, 30]]),
@@ -37,39 +32,13 @@ def make_cfg(num_classes=3):
 
 
 @pytest.fixture
-def dataset(tmp_path):
-    """Register a 2-image dataset with the raw labels above; yields a factory of variants."""
-    names = []
+def dataset(fake_datasets):
+    """Factory registering the 2-image dataset with the raw labels above, or a variant."""
 
-    def make(labels=GT_RAW, evaluator_type="sem_seg", lut=LUT):
-        name = f"fake_eval_{uuid.uuid4().hex[:8]}"
-        records = []
-        for i, raw in enumerate(labels):
-            image_file, label_file = tmp_path / f"{name}_{i}.png", tmp_path / f"{name}_{i}_l.png"
-            Image.fromarray(np.zeros(raw.shape + (3,), np.uint8)).save(image_file)
-            Image.fromarray(raw.astype(np.uint8)).save(label_file)
-            h, w = raw.shape
-            records.append(
-                {
-                    "file_name": str(image_file),
-                    "sem_seg_file_name": str(label_file),
-                    "height": h,
-                    "width": w,
-                    "image_id": i,
-                }
-            )
-        DatasetCatalog.register(name, lambda: records)
-        meta = dict(stuff_classes=["a", "b", "c"], ignore_label=255, evaluator_type=evaluator_type)
-        if lut is not None:
-            meta["label_lut"] = tuple(int(v) for v in lut)
-        MetadataCatalog.get(name).set(**meta)
-        names.append(name)
-        return name, records
+    def make(labels=GT_RAW, evaluator_type="sem_seg", lut=FAKE_LUT):
+        return fake_datasets.labelled(labels, evaluator_type=evaluator_type, lut=lut)
 
-    yield make
-    for name in names:
-        DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
+    return make
 
 
 def run(evaluator, records, preds):
@@ -113,7 +82,9 @@ def test_evaluator_choice_and_config_checks(dataset):
     evaluator = build_sem_seg_evaluator(make_cfg(), name)
     assert isinstance(evaluator, DatasetEvaluators)
     kinds = [type(e) for e in evaluator._evaluators]
-    assert kinds == [SemSegEvaluator, CityscapesSemSegEvaluator]
+    # detectron2's official evaluator, its results under their own key ("sem_seg" is taken).
+    assert kinds == [SemSegEvaluator, CityscapesLabelIdEvaluator]
+    assert issubclass(CityscapesLabelIdEvaluator, CityscapesSemSegEvaluator)
     name, _ = dataset(evaluator_type="coco")
     with pytest.raises(ValueError, match=f"{name}.*evaluator_type='coco'"):
         build_sem_seg_evaluator(make_cfg(), name)

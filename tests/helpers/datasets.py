@@ -2,10 +2,13 @@
 
 import importlib.util
 import json
+import uuid
 from pathlib import Path
+from typing import Dict, List, Tuple
 
 import numpy as np
 import scipy.io
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image
 
 from contextrast.data.datasets.pascal_context import PASCAL_CONTEXT_59
@@ -13,6 +16,9 @@ from contextrast.data.datasets.pascal_context import PASCAL_CONTEXT_59
 from .paths import ROOT
 
 __all__ = [
+    "FAKE_LUT",
+    "TemporaryDatasets",
+    "write_png",
     "H",
     "W",
     "CATALOG",
@@ -46,6 +52,92 @@ CATALOG = [
     ("ade20k_sem_seg_val", 150, "sem_seg", 1),
 ]
 OURS = [name for name, *_ in CATALOG[:6]]
+
+
+# Raw values of the label files of TemporaryDatasets.labelled and the LUT that maps them:
+# 10/20/30 -> classes 0/1/2, 11 (void, CamVid-style) and everything else -> 255 (ignore).
+FAKE_LUT = np.full(256, 255, dtype=np.int64)
+FAKE_LUT[[10, 20, 30]] = [0, 1, 2]
+
+
+def write_png(path, array, palette: bool = False) -> str:
+    """Write ``array`` (uint8 values) as a PNG; ``palette``: a palette image whose colours'
+    luminance differs from the indices (what a reader must not convert)."""
+    image = Image.fromarray(np.asarray(array, dtype=np.uint8))
+    if palette:
+        image = image.convert("P")
+        image.putpalette([(255 - i) % 256 for i in range(256)] * 3)
+    image.save(path)
+    return str(path)
+
+
+class TemporaryDatasets:
+    """Datasets registered in detectron2's catalogs for one test (the ``fake_datasets`` fixture
+    of ``tests/conftest.py`` removes them afterwards), with their files under ``folder``."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.names: List[str] = []
+
+    def register(self, prefix: str, records: List[Dict], **metadata) -> str:
+        """Register ``records`` under a new name starting with ``prefix``; returns the name."""
+        return self._register(f"{prefix}_{uuid.uuid4().hex[:8]}", records, metadata)
+
+    def _register(self, name: str, records: List[Dict], metadata: Dict) -> str:
+        DatasetCatalog.register(name, lambda: records)
+        MetadataCatalog.get(name).set(**metadata)
+        self.names.append(name)
+        return name
+
+    def labelled(
+        self, labels, *, lut=FAKE_LUT, evaluator_type="sem_seg", palette=False, image_size=None
+    ) -> Tuple[str, List[Dict]]:
+        """A dataset of random images with the given raw label maps (values 10/20/30/11 for
+        :data:`FAKE_LUT`), classes ``a, b, c``.
+
+        Args:
+            labels: one (H, W) array of raw values per image.
+            lut: the ``label_lut`` metadata, or None for none.
+            evaluator_type: the ``evaluator_type`` metadata.
+            palette: write the labels as palette PNGs (see :func:`write_png`).
+            image_size: (H, W) of the images when they should differ from their labels'.
+
+        Returns:
+            (registered name, records).
+        """
+        name = f"fake_lut_{uuid.uuid4().hex[:8]}"
+        records = []
+        for i, label in enumerate(labels):
+            h, w = image_size or np.shape(label)
+            image = np.random.default_rng(i).integers(0, 256, (h, w, 3))
+            records.append(
+                {
+                    "file_name": write_png(self.folder / f"{name}_{i}.png", image),
+                    "sem_seg_file_name": write_png(
+                        self.folder / f"{name}_{i}_l.png", label, palette
+                    ),
+                    "height": h,
+                    "width": w,
+                    "image_id": i,
+                }
+            )
+        meta = {"stuff_classes": ["a", "b", "c"], "ignore_label": 255}
+        meta["evaluator_type"] = evaluator_type
+        if lut is not None:
+            meta["label_lut"] = tuple(int(v) for v in lut)
+        return self._register(name, records, meta), records
+
+    def subset(self, source: str, n: int) -> str:
+        """The first ``n`` records of dataset ``source`` under a new name, same metadata."""
+        records = DatasetCatalog.get(source)[:n]
+        meta = {k: v for k, v in MetadataCatalog.get(source).as_dict().items() if k != "name"}
+        return self.register(f"{source}_first{n}", records, **meta)
+
+    def remove_all(self) -> None:
+        for name in self.names:
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+        self.names.clear()
 
 
 def write_image(path: Path, seed: int) -> None:

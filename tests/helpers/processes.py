@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -45,19 +45,24 @@ def subprocess_env() -> Dict[str, str]:
     return env
 
 
-def train_net_cmd(output_dir: str, opts: Sequence[str], *, resume=False, extra=()) -> List[str]:
-    """``tools/train_net.py`` on the demo config with ``opts`` into ``output_dir``."""
-    cmd = [sys.executable, TRAIN_NET, "--config-file", DEMO_CONFIG, *extra]
+def train_net_cmd(
+    output_dir: str, opts: Sequence[str], *, resume=False, extra=(), config: str = DEMO_CONFIG
+) -> List[str]:
+    """``tools/train_net.py`` on ``config`` (the demo model) with ``opts`` into ``output_dir``."""
+    cmd = [sys.executable, TRAIN_NET, "--config-file", config, *extra]
     if resume:
         cmd.append("--resume")
     return cmd + list(opts) + ["OUTPUT_DIR", output_dir]
 
 
-def run(cmd: List[str], log_path: str, timeout: float) -> subprocess.CompletedProcess:
-    """Run ``cmd`` in its own session; on timeout kill the whole group (spawned workers too)."""
+def run(
+    cmd: List[str], log_path: str, timeout: float, cwd: str = ROOT
+) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in its own session, output to ``log_path``; on timeout kill the whole group
+    (spawned workers too)."""
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT,
+            cmd, cwd=cwd, env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
         try:
@@ -108,6 +113,27 @@ def wait_for(predicate, timeout: float, proc: Optional[subprocess.Popen] = None)
 def load_checkpoint(path: str) -> dict:
     """A whole checkpoint file (model, optimizer, trainer state)."""
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def assert_same_run(out: str, reference: str, iterations: int) -> Tuple[dict, dict]:
+    """The run in ``out`` trained bitwise as ``reference`` did: the same logged losses and LR
+    (``LOSS_KEYS``) at iterations ``0 .. iterations - 1``, and the same final model and trainer
+    state (optimizer momentum, LR scheduler, data stream).
+
+    Returns:
+        The two ``model_final.pth`` checkpoints (``out``'s first).
+    """
+    ours, ref = read_metrics(out), read_metrics(reference)
+    assert set(range(iterations)) <= set(ours), sorted(ours)
+    for it in range(iterations):
+        for key in LOSS_KEYS:
+            assert ours[it][key] == ref[it][key], (it, key, ours[it][key], ref[it][key])
+    final, ref_final = (
+        load_checkpoint(os.path.join(d, "model_final.pth")) for d in (out, reference)
+    )
+    assert_same_tensors(final["model"], ref_final["model"], "model")
+    assert_same_tensors(final["trainer"], ref_final["trainer"], "trainer")
+    return final, ref_final
 
 
 def assert_same_tensors(a: dict, b: dict, what: str) -> None:

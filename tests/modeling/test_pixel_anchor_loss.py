@@ -10,7 +10,8 @@ IGNORE = 255
 
 
 def _naive_loss(emb, anchors, pos_index, pos_valid, neg_index, neg_valid, tau, average):
-    """The spec's formula written with Python loops over anchors and pixels."""
+    """The paper's formula (docs/design_decisions.md, CCL) with Python loops over anchors and
+    pixels."""
     per_anchor = []
     for n in range(anchors.shape[0]):
         pos = [int(i) for i, ok in zip(pos_index[n], pos_valid[n]) if ok]
@@ -52,7 +53,7 @@ def test_matches_naive_loop_values_and_gradients(seed, tau, average, anchors_use
     loss, used = pixel_anchor_loss(emb1, anc1, pi, pv, ni, nv, tau, average)
     ref = _naive_loss(emb2, anc2, pi, pv, ni, nv, tau, average)
     torch.testing.assert_close(loss, ref)
-    # "present" averages over the 3 anchors with positives (one has no negatives), the spec's
+    # "present" averages over the 3 anchors with positives (one has no negatives), the paper's
     # 1/|N_i|; "valid" over the 2 with both.
     assert int(used) == anchors_used
     loss.backward()

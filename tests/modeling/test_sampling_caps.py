@@ -5,15 +5,9 @@ as many positives and negatives as one process holding the whole batch, BANE neg
 "per_process": each process applies the caps to its own pixels, so two take up to twice as many.
 """
 
-import os
-import time
-from datetime import timedelta
-
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
-from helpers import free_port
+from helpers.spawn import run_in_process_group
 
 from contextrast.modeling.contrast.sampling import sample_negatives, sample_positives
 
@@ -53,39 +47,26 @@ def _counts(labels, bane, anchor, global_caps: bool):
     return torch.stack([pos_ok.sum(1), neg_ok.sum(1), (is_bane & neg_ok).sum(1)])  # (3, N)
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
-        timeout=timedelta(seconds=TIMEOUT_S // 2),
-    )  # fmt: skip
-    try:
-        half = slice(rank * P // 2, (rank + 1) * P // 2)
-        labels, bane, anchor = (x[half] for x in _batch())
-        results = {}
-        for mode in ("global", "per_process"):
-            runs = []
-            for seed in range(3):  # other random draws, same counts
-                torch.manual_seed(100 * rank + seed)
-                runs.append(_counts(labels, bane, anchor, mode == "global"))
-            results[mode] = runs
-        torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+def _half_batch_counts(rank: int):
+    """Counts on process ``rank``'s half of the batch, per caps mode, for three random draws."""
+    half = slice(rank * P // 2, (rank + 1) * P // 2)
+    labels, bane, anchor = (x[half] for x in _batch())
+    results = {}
+    for mode in ("global", "per_process"):
+        runs = []
+        for seed in range(3):  # other random draws, same counts
+            torch.manual_seed(100 * rank + seed)
+            runs.append(_counts(labels, bane, anchor, mode == "global"))
+        results[mode] = runs
+    return results
 
 
 @pytest.fixture(scope="module")
 def per_rank(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("sampling_caps"))
-    ctx = mp.start_processes(
-        _worker, args=(free_port(), out), nprocs=WORLD, join=False, start_method="spawn"
+    return run_in_process_group(
+        _half_batch_counts, out, world=WORLD, timeout_s=TIMEOUT_S, what="sampling"
     )
-    deadline = time.monotonic() + TIMEOUT_S
-    while not ctx.join(timeout=1):
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail(f"sampling processes did not finish in {TIMEOUT_S}s (deadlock?)")
-    return [torch.load(os.path.join(out, f"rank{r}.pt")) for r in range(WORLD)]
 
 
 def test_global_caps_take_what_one_process_takes(per_rank):

@@ -21,13 +21,15 @@ import glob
 import logging
 import os
 import tempfile
+from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from fvcore.common.checkpoint import _filter_reused_missing_keys, _strip_prefix_if_present
+from torch import nn
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 __all__ = [
     "BACKBONE_PREFIX",
@@ -47,6 +49,7 @@ TRAINING_ONLY_PREFIX = "contrast_heads."
 BACKBONE_PREFIX = "backbone."
 MAX_LISTED_KEYS = 40  # entries per category in a mismatch error, then "... and N more"
 _TMP_SUFFIX = ".tmp"
+_DDP_PREFIX = "module."  # what a (Distributed)DataParallel wrapper adds to every key
 
 
 class CheckpointMismatchError(ValueError):
@@ -106,6 +109,33 @@ def atomic_write(path: str, write: Callable, mode: str = "wb") -> None:
             os.unlink(tmp)
         raise
     _fsync_dir(folder)
+
+
+def _strip_ddp_prefix(state: Dict) -> None:
+    """Remove ``module.`` in place when *every* key has it, as fvcore's loader does.
+
+    torch's ``consume_prefix_in_state_dict_if_present`` alone strips it from whichever keys have
+    it; a model with a child named ``module`` would then lose a prefix it needs.
+    """
+    if all(k.startswith(_DDP_PREFIX) for k in state):
+        consume_prefix_in_state_dict_if_present(state, _DDP_PREFIX)
+
+
+def _missing_unless_aliased(model: nn.Module, keys: List[str]) -> List[str]:
+    """Drop the missing keys whose tensor was loaded under another name.
+
+    A module reached through two attributes has its tensors in ``state_dict()`` under both names;
+    the checkpoint may hold only one of them. Same rule as fvcore's checkpointer (whose helper is
+    private): a name is missing only if every name of its tensor is.
+    """
+    missing = set(keys)
+    names_of = defaultdict(list)  # tensor -> its names in the state_dict
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        names_of[tensor].append(name)
+    for names in names_of.values():
+        if not all(n in missing for n in names):
+            missing.difference_update(names)
+    return sorted(missing)
 
 
 def _listing(title: str, lines: List[str]) -> str:
@@ -202,7 +232,7 @@ class ContextrastCheckpointer(DetectionCheckpointer):
     def _load_model(self, checkpoint):
         model_keys = set(self.model.state_dict())
         state = checkpoint["model"]
-        _strip_prefix_if_present(state, "module.")  # as the parent does (DDP checkpoints)
+        _strip_ddp_prefix(state)  # as the parent does (DDP checkpoints)
         dropped = sorted(
             k for k in state if k.startswith(TRAINING_ONLY_PREFIX) and k not in model_keys
         )
@@ -234,7 +264,7 @@ class ContextrastCheckpointer(DetectionCheckpointer):
         loaded = model_keys - missing_all - reshaped
         # BatchNorm fills a missing num_batches_tracked itself, so it never counts as loaded.
         loaded = {k for k in loaded if not k.endswith("num_batches_tracked")}
-        missing = _filter_reused_missing_keys(self.model, sorted(missing_all))
+        missing = _missing_unless_aliased(self.model, sorted(missing_all))
         missing = [k for k in missing if not k.startswith(TRAINING_ONLY_PREFIX)]
         backbone_only = (
             not self.exact and bool(loaded) and all(k.startswith(BACKBONE_PREFIX) for k in loaded)

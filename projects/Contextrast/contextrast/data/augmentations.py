@@ -1,6 +1,7 @@
 """Training and test augmentations for semantic segmentation, built from detectron2 transforms.
 
-Training recipe (spec: colour jitter, horizontal flip, random scale 0.5-2.0 and crop), in order:
+Training recipe (the paper's: colour jitter, horizontal flip, random scale 0.5-2.0 and crop), in
+order:
 
 1. random scale: ``ResizeShortestEdge`` with ``INPUT.MIN_SIZE_TRAIN`` sampled per
    ``INPUT.MIN_SIZE_TRAIN_SAMPLING`` (configs list short sides from 0.5x to 2.0x the base one),

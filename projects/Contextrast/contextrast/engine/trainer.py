@@ -154,7 +154,12 @@ class ContextrastTrainer(DefaultTrainer):
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
-        return build_sem_seg_evaluator(cfg, dataset_name, output_folder)
+        """The dataset's sem-seg evaluator; a Cityscapes one keeps its label-id PNGs (the test
+        server's format) in ``OUTPUT_DIR/inference/<dataset_name>/cityscapes_labelIds``."""
+        label_id_dir = os.path.join(
+            cfg.OUTPUT_DIR, "inference", dataset_name, "cityscapes_labelIds"
+        )
+        return build_sem_seg_evaluator(cfg, dataset_name, output_folder, label_id_dir=label_id_dir)
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):

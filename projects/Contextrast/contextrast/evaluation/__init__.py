@@ -2,6 +2,7 @@
 augmentation, the paper's feature-level metrics (A, U, U_l), prediction panels, and the set-up
 of the evaluation tools."""
 
+from .cityscapes_evaluation import CITYSCAPES_RESULTS_KEY, CityscapesLabelIdEvaluator
 from .embeddings import ClassifierInputCapture, SegmentorWithEmbeddings, find_classifier
 from .feature_evaluator import FeatureMetricsEvaluator
 from .feature_metrics import (
@@ -22,6 +23,8 @@ from .tta import SemSegTTA
 from .visualization import colorize, make_panel
 
 __all__ = [
+    "CITYSCAPES_RESULTS_KEY",
+    "CityscapesLabelIdEvaluator",
     "ClassFeatureStats",
     "ClassifierInputCapture",
     "FeatureMetricsEvaluator",

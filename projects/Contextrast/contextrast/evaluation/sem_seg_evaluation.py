@@ -11,14 +11,10 @@ from typing import Optional
 
 import numpy as np
 from detectron2.data import MetadataCatalog
-from detectron2.evaluation import (
-    CityscapesSemSegEvaluator,
-    DatasetEvaluator,
-    DatasetEvaluators,
-    SemSegEvaluator,
-)
+from detectron2.evaluation import DatasetEvaluator, DatasetEvaluators, SemSegEvaluator
 
 from ..data.labels import check_model_matches_dataset, label_spec_from_metadata, load_sem_seg_label
+from .cityscapes_evaluation import CityscapesLabelIdEvaluator
 
 __all__ = ["build_sem_seg_evaluator"]
 
@@ -42,7 +38,11 @@ def _load_ground_truth(
 
 
 def build_sem_seg_evaluator(
-    cfg, dataset_name: str, output_dir: Optional[str] = None
+    cfg,
+    dataset_name: str,
+    output_dir: Optional[str] = None,
+    *,
+    label_id_dir: Optional[str] = None,
 ) -> DatasetEvaluator:
     """Evaluator for a registered sem-seg dataset, chosen by its metadata's ``evaluator_type``.
 
@@ -52,11 +52,15 @@ def build_sem_seg_evaluator(
         dataset_name: a dataset registered in ``DatasetCatalog`` with sem-seg metadata.
         output_dir: where ``SemSegEvaluator`` writes its predictions and metrics; None = nowhere
             (the RLE predictions file is large on big datasets).
+        label_id_dir: Cityscapes only: the folder that keeps the official evaluator's label-id
+            PNGs (the test server's format, see :class:`CityscapesLabelIdEvaluator`); None = a
+            temporary folder, deleted after scoring.
 
     Returns:
         ``SemSegEvaluator`` (mIoU, fwIoU, mACC, pACC, per-class IoU) for ``evaluator_type``
-        "sem_seg"; for "cityscapes_sem_seg", ``DatasetEvaluators`` of that and detectron2's
-        ``CityscapesSemSegEvaluator`` (official cityscapesscripts numbers, iIoU included).
+        "sem_seg"; for "cityscapes_sem_seg", ``DatasetEvaluators`` of that and
+        :class:`CityscapesLabelIdEvaluator` (cityscapesScripts' IoU and iIoU, under the results
+        key "cityscapes_sem_seg"; needs the ``[cityscapes]`` extra).
     """
     meta = MetadataCatalog.get(dataset_name)
     evaluator_type = meta.get("evaluator_type", None)
@@ -77,5 +81,5 @@ def build_sem_seg_evaluator(
         dataset_name, distributed=True, output_dir=output_dir, sem_seg_loading_fn=loading_fn
     )
     if evaluator_type == "cityscapes_sem_seg":
-        return DatasetEvaluators([sem_seg, CityscapesSemSegEvaluator(dataset_name)])
+        return DatasetEvaluators([sem_seg, CityscapesLabelIdEvaluator(dataset_name, label_id_dir)])
     return sem_seg

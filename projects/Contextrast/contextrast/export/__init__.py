@@ -11,13 +11,16 @@ them.
 from .benchmark import (
     MODELS,
     format_markdown,
+    format_self_check,
     machine_info,
     paired_ratio,
     run_benchmark,
+    self_check,
     summarize,
     time_interleaved,
+    wait_for_idle_threads,
 )
-from .cli import parse_size, setup_logging
+from .cli import parse_size, positive_int, setup_logging
 from .cost import INFERENCE_METRICS, TRAINING_METRICS, compare, flop_count, format_table, measure
 from .evaluate import check_metadata_matches_config, config_from_metadata, evaluate_models
 from .metadata import DeployMetadata, metadata_from_config, read_metadata, write_metadata
@@ -35,9 +38,13 @@ from .model import (
 from .onnx_io import (
     EXPORTERS,
     INPUT_NAME,
+    NO_SPINNING,
     OPSET,
+    OnnxModelError,
     export_onnx,
     load_images,
+    load_onnx,
+    make_parent_dir,
     onnx_graph_summary,
     ort_session,
     random_images,
@@ -52,8 +59,16 @@ from .precision import (
     convert_fp16,
     quantize_int8,
 )
-from .predictor import ORT_BACKENDS, Predictor, ort_providers, preprocess, read_bgr, resize_logits
-from .runners import BACKENDS, Unavailable, make_runner
+from .predictor import (
+    ORT_BACKENDS,
+    Predictor,
+    UnreadableImageError,
+    ort_providers,
+    preprocess,
+    read_bgr,
+    resize_logits,
+)
+from .runners import BACKENDS, BackendError, OrtRunner, Unavailable, make_runner
 from .tensorrt import TensorRTRunner
 
 __all__ = [k for k in globals() if not k.startswith("_")]

@@ -1,10 +1,11 @@
-"""What the command-line scripts in ``deploy/`` share: logging set-up and size arguments."""
+"""What the command-line scripts in ``deploy/`` share: logging set-up and size / count arguments."""
 
+import argparse
 import logging
 import sys
 from typing import Tuple
 
-__all__ = ["setup_logging", "parse_size"]
+__all__ = ["setup_logging", "parse_size", "positive_int"]
 
 # Loggers of the exporters and of fvcore that report every pass or traced op at INFO.
 _CHATTY_LOGGERS = ("onnxscript", "onnx_ir", "fvcore", "torch.onnx")
@@ -30,3 +31,14 @@ def parse_size(text: str) -> Tuple[int, ...]:
     if not dims or min(dims) <= 0:
         raise ValueError(f"bad size {text!r}: every dimension must be positive")
     return dims
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type`` of a count that must be at least 1 (argparse names the flag)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value

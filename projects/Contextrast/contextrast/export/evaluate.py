@@ -3,9 +3,11 @@
 Every image of the dataset goes through the project's test mapper (the resize of evaluation)
 once, then through each model in turn (in reversed order every other image), so all models see
 the same inputs and share the machine's load alike: their latency ratios are meaningful even on
-a busy machine. Each model has its own
-detectron2 ``SemSegEvaluator`` (the project's, which applies the dataset's ``label_lut``), fed
-logits resized to the image as ``sem_seg_postprocess`` does in ``tools/train_net.py``.
+a busy machine. Each model call starts once the thread pools of the previous one are idle
+(:func:`.benchmark.wait_for_idle_threads`: PyTorch's OpenMP threads spin for several ms after a
+forward), and ONNX models should come from ``Predictor(..., spinning=False)``. Each model has its
+own detectron2 ``SemSegEvaluator`` (the project's, which applies the dataset's ``label_lut``),
+fed logits resized to the image as ``sem_seg_postprocess`` does in ``tools/train_net.py``.
 """
 
 import logging
@@ -19,6 +21,7 @@ from tqdm import tqdm
 from ..config import load_config
 from ..evaluation.inference import build_eval_loader, dataset_records
 from ..evaluation.sem_seg_evaluation import build_sem_seg_evaluator
+from .benchmark import wait_for_idle_threads
 from .metadata import DeployMetadata
 from .predictor import resize_logits
 
@@ -90,6 +93,7 @@ def evaluate_models(
         # Alternate the order so that running first or second (caches, clock) favours none.
         order = list(models.items()) if index % 2 == 0 else list(models.items())[::-1]
         for name, model in order:
+            wait_for_idle_threads()
             start = time.perf_counter()
             logits = model(images)
             times[name].append(time.perf_counter() - start)

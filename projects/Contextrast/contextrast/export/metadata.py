@@ -10,12 +10,12 @@ resolution and a hash of the Contextrast section of the config (which training p
 import dataclasses
 import hashlib
 import json
-import os
 from typing import Dict, List, Optional, Tuple
 
 from detectron2.data import MetadataCatalog
 
 from ..evaluation.visualization import default_palette
+from .onnx_io import load_onnx
 
 __all__ = ["DeployMetadata", "metadata_from_config", "write_metadata", "read_metadata"]
 
@@ -125,14 +125,11 @@ def read_metadata(path: str, *, overrides: Optional[Dict[str, object]] = None) -
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
+        OnnxModelError: ``path`` is not a readable ONNX model (e.g. a truncated file).
         ValueError: naming the file and the missing or malformed keys (e.g. an ONNX file that
             was not exported by ``deploy/export_onnx.py``).
     """
-    import onnx
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such ONNX file")
-    model = onnx.load(path, load_external_data=False)
+    model = load_onnx(path, load_external_data=False)
     props = {
         p.key[len(PREFIX) :]: p.value for p in model.metadata_props if p.key.startswith(PREFIX)
     }

@@ -5,6 +5,7 @@ onnx and onnxruntime are imported inside the functions that need them.
 
 import importlib.util
 import logging
+import os
 import warnings
 from collections import Counter
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -19,6 +20,10 @@ __all__ = [
     "OPSET",
     "INPUT_NAME",
     "EXPORTERS",
+    "NO_SPINNING",
+    "OnnxModelError",
+    "make_parent_dir",
+    "load_onnx",
     "export_onnx",
     "onnx_graph_summary",
     "ort_session",
@@ -37,6 +42,54 @@ INPUT_NAME = "images"
 # needs the onnxscript package, pinned in requirements.txt) or "torchscript"
 # (torch.onnx.export(dynamo=False), deprecated by torch but still working, kept behind a flag).
 EXPORTERS = ("dynamo", "torchscript")
+# ONNX Runtime session config that stops its thread pools from spin-waiting for work after a
+# call returns. A spinning pool keeps burning CPU after every call (measured on a 2-core VM with
+# 2 intra-op threads: 4 to 35 ms of CPU after a 5 ms call of the demo model, depending on the
+# load), so on a machine with few cores two sessions timed side by side slow each other down;
+# with these entries an idle session uses no CPU. Timed sessions use them (deploy/benchmark.py,
+# deploy/evaluate.py).
+NO_SPINNING = {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}
+
+
+class OnnxModelError(ValueError):
+    """An ONNX file that onnx or ONNX Runtime cannot load (truncated, not ONNX, invalid graph);
+    the message names the file."""
+
+
+def make_parent_dir(path: str) -> None:
+    """Create the folder of the output file ``path`` (with its parents) when it is missing.
+
+    Raises:
+        OSError: naming the folder, when it cannot be created (e.g. a parent is a file).
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(folder):
+        return
+    try:
+        os.makedirs(folder)
+    except OSError as e:
+        raise type(e)(f"cannot create the folder {folder} for {path}: {e.strerror or e}") from e
+    logger.info("Created the folder %s", folder)
+
+
+def load_onnx(path: str, *, load_external_data: bool = True):
+    """``onnx.load`` with an error that names the file.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        OnnxModelError: the file is not a readable ONNX model.
+    """
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such ONNX file")
+    try:
+        return onnx.load(path, load_external_data=load_external_data)
+    except DecodeError as e:
+        raise OnnxModelError(
+            f"{path}: not a readable ONNX model (truncated, or not an ONNX file): {e}"
+        ) from e
 
 
 def _dynamic_axes(output_kind: str) -> Dict[str, Dict[int, str]]:
@@ -73,6 +126,7 @@ def export_onnx(
 
     output_name = wrapper.output_kind
     wrapper.eval()
+    make_parent_dir(path)
     # What both exporters are given alike: the graph's names, shapes and opset.
     common = dict(
         opset_version=opset,
@@ -174,14 +228,38 @@ def onnx_graph_summary(path: str) -> Dict[str, object]:
     }
 
 
-def ort_session(path: str, providers: Iterable[str] = ("CPUExecutionProvider",), threads: int = 0):
-    """An onnxruntime session on ``providers`` (``threads`` > 0 sets the intra-op threads)."""
+def ort_session(
+    path: str,
+    providers: Iterable[str] = ("CPUExecutionProvider",),
+    threads: int = 0,
+    *,
+    spinning: bool = True,
+):
+    """An onnxruntime session on ``providers``.
+
+    Args:
+        path: ONNX file.
+        providers: execution providers, in order of preference.
+        threads: intra-op threads (0: onnxruntime's default, one per physical core).
+        spinning: let the thread pools spin-wait between calls (onnxruntime's default, the
+            lowest latency for one session alone). False for sessions timed next to other
+            work (:data:`NO_SPINNING`).
+
+    Raises:
+        OnnxModelError: onnxruntime cannot load the file (the message names it).
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     if threads > 0:
         options.intra_op_num_threads = threads
-    return ort.InferenceSession(path, sess_options=options, providers=list(providers))
+    if not spinning:
+        for key, value in NO_SPINNING.items():
+            options.add_session_config_entry(key, value)
+    try:
+        return ort.InferenceSession(path, sess_options=options, providers=list(providers))
+    except Exception as e:  # onnxruntime's exception types derive from Exception only
+        raise OnnxModelError(f"{path}: onnxruntime cannot load it: {e}") from e
 
 
 @torch.no_grad()

@@ -21,7 +21,7 @@ from typing import Iterable, Iterator, List, Optional
 import numpy as np
 
 from .metadata import DeployMetadata, read_metadata, write_metadata
-from .onnx_io import INPUT_NAME
+from .onnx_io import INPUT_NAME, make_parent_dir
 from .predictor import preprocess, read_bgr
 
 __all__ = [
@@ -146,6 +146,10 @@ def quantize_int8(
 
     Returns:
         ``dst``.
+
+    Raises:
+        ValueError: ``calibration`` is empty, ``src`` is not an fp32 export, or ``method`` is
+            unknown.
     """
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -166,6 +170,11 @@ def quantize_int8(
     if meta.precision != "fp32":
         raise ValueError(f"{src}: precision is {meta.precision!r}; quantize the fp32 export")
     reader = ArrayCalibrationReader(calibration)
+    # onnxruntime says only "No data is collected." after its pre-processing pass.
+    if reader.get_next() is None:
+        raise ValueError(f"quantize_int8: no calibration images for {src}")
+    reader.rewind()
+    make_parent_dir(dst)
     with tempfile.TemporaryDirectory() as tmp:
         prepared = os.path.join(tmp, "prepared.onnx")
         quant_pre_process(src, prepared, skip_symbolic_shape=False, auto_merge=True)
@@ -180,8 +189,6 @@ def quantize_int8(
             calibrate_method=methods[method],
             extra_options={"CalibTensorRangeSymmetric": False},
         )
-    if reader.count == 0:
-        raise ValueError("quantize_int8: no calibration images")
     logger.info("Quantized %s -> %s, calibrated on %d images (%s)", src, dst, reader.count, method)
     write_metadata(dst, dataclasses.replace(meta, precision="int8"))
     return dst

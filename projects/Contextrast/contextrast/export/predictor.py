@@ -5,13 +5,15 @@ an ``.onnx`` file (which carries its contract, :mod:`.metadata`), then called on
 images as ``cv2.imread`` returns them. The test-time resize (``INPUT.MIN_SIZE_TEST`` /
 ``MAX_SIZE_TEST``, detectron2's ``ResizeShortestEdge``) and the conversion to the model's
 channel order happen here, the normalisation inside the network; logits are resized back to the
-image with bilinear interpolation, as ``sem_seg_postprocess`` does at evaluation.
+image with bilinear interpolation, as ``sem_seg_postprocess`` does at evaluation. An ONNX file
+with a static input size gets every image resized to that size (a one-line note says so), and
+its prediction resized back to the image.
 """
 
 import logging
 import os
 import time
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -25,7 +27,15 @@ from .metadata import DeployMetadata, metadata_from_config, read_metadata
 from .model import InferenceWrapper, build_inference_model, load_inference_weights
 from .onnx_io import INPUT_NAME, ort_session
 
-__all__ = ["ORT_BACKENDS", "Predictor", "preprocess", "read_bgr", "resize_logits", "ort_providers"]
+__all__ = [
+    "ORT_BACKENDS",
+    "Predictor",
+    "UnreadableImageError",
+    "preprocess",
+    "read_bgr",
+    "resize_logits",
+    "ort_providers",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +45,10 @@ ORT_BACKENDS = {
     "ort-cuda": ["CUDAExecutionProvider"],
     "ort-trt": ["TensorrtExecutionProvider", "CUDAExecutionProvider"],
 }
+
+
+class UnreadableImageError(ValueError):
+    """An image file that exists but cannot be decoded (corrupt or unsupported format)."""
 
 
 def preprocess(image_bgr: np.ndarray, meta: DeployMetadata) -> np.ndarray:
@@ -53,12 +67,17 @@ def preprocess(image_bgr: np.ndarray, meta: DeployMetadata) -> np.ndarray:
     return np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
 
 
+def _resize_bilinear(x: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(1, C, h, w) -> (1, C, height, width) float32, bilinear (``sem_seg_postprocess``)."""
+    if x.shape[-2:] == (height, width):
+        return np.asarray(x, dtype=np.float32)
+    t = torch.from_numpy(np.asarray(x, dtype=np.float32))
+    return F.interpolate(t, size=(height, width), mode="bilinear", align_corners=False).numpy()
+
+
 def resize_logits(logits: np.ndarray, height: int, width: int) -> np.ndarray:
     """(1, K, h, w) logits -> (K, height, width) float32, bilinear (``sem_seg_postprocess``)."""
-    if logits.shape[-2:] == (height, width):
-        return np.asarray(logits[0], dtype=np.float32)
-    x = torch.from_numpy(np.asarray(logits, dtype=np.float32))
-    return F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)[0].numpy()
+    return _resize_bilinear(logits, height, width)[0]
 
 
 def ort_providers(backend: str, path: str) -> list:
@@ -99,6 +118,7 @@ class Predictor:
         opts: Sequence[str] = (),
         backend: str = "ort-cpu",
         threads: int = 0,
+        spinning: bool = True,
     ):
         """
         Args:
@@ -107,15 +127,26 @@ class Predictor:
             opts: ``KEY VALUE`` config overrides (config only).
             backend: ONNX Runtime backend for an ``.onnx`` file (:data:`ORT_BACKENDS`).
             threads: ONNX Runtime intra-op threads (0 = its default).
+            spinning: ONNX Runtime's thread pools spin-wait between calls (its default); False
+                for a model timed next to others (``deploy/evaluate.py``), see
+                :func:`.onnx_io.ort_session`.
+
+        Raises:
+            FileNotFoundError / OnnxModelError: the ``.onnx`` file is missing or unreadable.
+            ValueError: its metadata is missing, or its static input shape cannot take one image.
         """
         self.last_time_s = 0.0  # seconds of the last network forward (no pre/post-processing)
+        self.session = None  # the ONNX Runtime session of an .onnx file
         if isinstance(model, str) and model.endswith(".onnx"):
             self.metadata = read_metadata(model)
-            session = ort_session(model, ort_providers(backend, model), threads=threads)
-            if session.get_providers()[0] != ORT_BACKENDS[backend][0]:
-                raise RuntimeError(f"{backend}: onnxruntime fell back to {session.get_providers()}")
+            providers = ort_providers(backend, model)
+            self.session = ort_session(model, providers, threads=threads, spinning=spinning)
+            if self.session.get_providers()[0] != ORT_BACKENDS[backend][0]:
+                raise RuntimeError(
+                    f"{backend}: onnxruntime fell back to {self.session.get_providers()}"
+                )
             self.backend = backend
-            self._forward = self._ort_forward(session, model)
+            self._fit, self._forward = self._ort_forward(self.session, model)
             return
         cfg = model if isinstance(model, CfgNode) else load_config(model, opts, device="cpu")
         network = build_inference_model(cfg)
@@ -129,24 +160,45 @@ class Predictor:
         self.cfg = cfg
         self.metadata = metadata_from_config(cfg)
         self.backend = "torch-cpu"
+        self._fit = lambda x: x  # any size
         self._forward = self._torch_forward(InferenceWrapper(network))
 
     @staticmethod
-    def _ort_forward(session, path: str) -> Callable[[np.ndarray], np.ndarray]:
+    def _ort_forward(session, path: str) -> Tuple[Callable, Callable]:
+        """(fit, forward): ``fit`` resizes a (1, 3, h, w) input to the file's static input size
+        (if any), ``forward`` runs the session on it."""
         output = session.get_outputs()[0].name
         if output != "logits":
             raise ValueError(f"{path} returns {output!r}: export it with --output-kind logits")
-        static = [d if isinstance(d, int) else None for d in session.get_inputs()[0].shape]
+        shape = session.get_inputs()[0].shape
+        batch, channels, height, width = [d if isinstance(d, int) else None for d in shape]
+        # One image per call: a static batch of several cannot take it, whatever its size.
+        if batch not in (None, 1) or channels not in (None, 3):
+            raise ValueError(
+                f"{path} has the static input shape {shape} and the predictor feeds one 3-channel "
+                "image at a time: export with --batch 1 (or --dynamic)"
+            )
+        noted = []
+
+        def fit(x: np.ndarray) -> np.ndarray:
+            size = (height or x.shape[2], width or x.shape[3])
+            if size == x.shape[2:]:
+                return x
+            if not noted:
+                logger.warning(
+                    "%s has the static input size %dx%d: images are resized to it and the "
+                    "predictions back to each image's size (export with --dynamic to predict at "
+                    "the images' own size)",
+                    path,
+                    *size,
+                )
+                noted.append(True)
+            return _resize_bilinear(x, *size)
 
         def forward(x: np.ndarray) -> np.ndarray:
-            if any(s is not None and s != d for s, d in zip(static, x.shape)):
-                raise ValueError(
-                    f"{path} has the static input shape {static} and this image gives "
-                    f"{list(x.shape)}: export with --dynamic (or at this size)"
-                )
             return session.run([output], {INPUT_NAME: x})[0]
 
-        return forward
+        return fit, forward
 
     @staticmethod
     def _torch_forward(wrapper: InferenceWrapper) -> Callable[[np.ndarray], np.ndarray]:
@@ -157,7 +209,9 @@ class Predictor:
         return forward
 
     def forward_array(self, images: np.ndarray) -> np.ndarray:
-        """The network alone: (1, 3, h, w) float32 model input -> (1, K, h, w) logits (timed)."""
+        """The network alone: (1, 3, h, w) float32 model input -> (1, K, h', w') logits (timed);
+        (h', w') = (h, w), or an ONNX file's static input size (the resize is not timed)."""
+        images = self._fit(images)
         start = time.perf_counter()
         logits = self._forward(images)
         self.last_time_s = time.perf_counter() - start
@@ -177,12 +231,17 @@ class Predictor:
 
 
 def read_bgr(path: str) -> np.ndarray:
-    """An image file as BGR uint8 (H, W, 3); a clear error for missing or unreadable files."""
+    """An image file as BGR uint8 (H, W, 3).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        UnreadableImageError: OpenCV cannot decode it (the message names the file).
+    """
     import cv2
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such image file")
     image = cv2.imread(path, cv2.IMREAD_COLOR)
     if image is None:
-        raise ValueError(f"{path}: not a readable image (corrupt or unsupported format)")
+        raise UnreadableImageError(f"{path}: not a readable image (corrupt or unsupported format)")
     return image

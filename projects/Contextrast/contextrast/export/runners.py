@@ -3,7 +3,13 @@
 Each runner is a no-argument callable that runs one synchronised forward pass of a batch:
 PyTorch eager on the CPU or the GPU (fp32 / fp16 / bf16 autocast, optionally replayed from a
 captured CUDA graph), ONNX Runtime on its CPU / CUDA / TensorRT providers (I/O binding on the
-GPU), or a TensorRT engine. A backend that cannot run here raises :class:`Unavailable`.
+GPU), or a TensorRT engine. A backend that cannot run here (a package or an execution provider
+missing, no GPU) raises :class:`Unavailable`; any other error is a real failure and propagates
+(:func:`.benchmark.run_benchmark` names the backend and the network in a :class:`BackendError`).
+
+ONNX Runtime sessions are created with their thread pools' spin-waiting off
+(:data:`.onnx_io.NO_SPINNING`) unless ``ort_spinning``: two sessions are alive while they are timed
+in alternation, and a spinning idle session would take CPU from the one being timed.
 """
 
 import copy
@@ -17,7 +23,7 @@ import torch
 from .model import InferenceWrapper
 from .onnx_io import INPUT_NAME, ort_session
 
-__all__ = ["BACKENDS", "Unavailable", "make_runner"]
+__all__ = ["BACKENDS", "Unavailable", "BackendError", "OrtRunner", "make_runner"]
 
 BACKENDS = (
     "torch-cpu",
@@ -34,6 +40,21 @@ BACKENDS = (
 
 class Unavailable(Exception):
     """A backend cannot run here; the message says why."""
+
+
+class BackendError(RuntimeError):
+    """A backend that is available here failed on a network; the message names both."""
+
+
+class OrtRunner:
+    """One timed ONNX Runtime inference: ``runner()`` calls ``run()`` on ``session``."""
+
+    def __init__(self, session, run: Callable[[], object]):
+        self.session = session
+        self._run = run
+
+    def __call__(self) -> None:
+        self._run()
 
 
 def _torch_runner(wrapper, images: np.ndarray, *, device: str, dtype, cuda_graphs: bool):
@@ -88,14 +109,19 @@ def _torch_runner(wrapper, images: np.ndarray, *, device: str, dtype, cuda_graph
     return run
 
 
-def _ort_runner(onnx_path: str, images: np.ndarray, *, backend: str, workdir: str, threads: int):
-    """A no-argument callable running one ONNX Runtime inference."""
-    import onnxruntime as ort
+def _ort_runner(
+    onnx_path: str, images: np.ndarray, *, backend: str, workdir: str, threads: int, spinning: bool
+):
+    """An :class:`OrtRunner` of one ONNX Runtime inference."""
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise Unavailable(f"onnxruntime is not installed ({e})") from e
 
     if backend == "ort-cpu":
-        session = ort_session(onnx_path, threads=threads)
+        session = ort_session(onnx_path, threads=threads, spinning=spinning)
         feeds = {INPUT_NAME: images}
-        return lambda: session.run(None, feeds)
+        return OrtRunner(session, lambda: session.run(None, feeds))
 
     if not torch.cuda.is_available():
         raise Unavailable("no CUDA GPU")
@@ -112,10 +138,9 @@ def _ort_runner(onnx_path: str, images: np.ndarray, *, backend: str, workdir: st
     wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
     if wanted not in ort.get_available_providers():
         raise Unavailable(f"onnxruntime has no {wanted}")
-    try:
-        session = ort_session(onnx_path, providers=providers, threads=threads)
-    except Exception as e:  # onnxruntime raises its own exception types
-        raise Unavailable(f"{wanted}: {e}") from e
+    # A provider whose libraries are missing does not raise: onnxruntime falls back to the next
+    # provider, checked below. An exception here is a real failure and propagates.
+    session = ort_session(onnx_path, providers=providers, threads=threads, spinning=spinning)
     if session.get_providers()[0] != wanted:  # onnxruntime falls back silently
         raise Unavailable(f"{wanted} failed to initialise (missing CUDA / TensorRT libraries?)")
     x = torch.from_numpy(images).cuda()
@@ -123,10 +148,7 @@ def _ort_runner(onnx_path: str, images: np.ndarray, *, backend: str, workdir: st
     binding.bind_input(INPUT_NAME, "cuda", 0, np.float32, tuple(x.shape), x.data_ptr())
     binding.bind_output(session.get_outputs()[0].name, "cuda")
 
-    def run():
-        session.run_with_iobinding(binding)
-
-    return run
+    return OrtRunner(session, lambda: session.run_with_iobinding(binding))
 
 
 def _trt_runner(onnx_path: str, images: np.ndarray, *, precision: str, workdir: str):
@@ -161,8 +183,10 @@ def make_runner(
     workdir: str,
     threads: int,
     cuda_graphs: bool,
+    ort_spinning: bool = False,
 ) -> Callable[[], None]:
-    """The timed callable of ``backend`` for one network (``onnx_path()`` exports on demand).
+    """The timed callable of ``backend`` for one network (``onnx_path()`` exports on demand);
+    ``ort_spinning`` lets ONNX Runtime's thread pools spin between calls (its default).
 
     Raises:
         Unavailable: the backend cannot run here.
@@ -179,7 +203,10 @@ def make_runner(
             cuda_graphs=cuda_graphs,
         )
     if backend.startswith("ort-"):
-        return _ort_runner(onnx_path(), images, backend=backend, workdir=workdir, threads=threads)
+        path = onnx_path()
+        return _ort_runner(
+            path, images, backend=backend, workdir=workdir, threads=threads, spinning=ort_spinning
+        )
     if backend.startswith("trt-"):
         return _trt_runner(onnx_path(), images, precision=backend.split("-")[1], workdir=workdir)
     raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")

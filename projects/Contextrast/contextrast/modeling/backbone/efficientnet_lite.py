@@ -15,30 +15,32 @@ The weights expect ``MODEL.PIXEL_MEAN = [127, 127, 127]`` and ``MODEL.PIXEL_STD 
 (see :mod:`.efficientnet_lite_weights`); the lite0 configs set them.
 """
 
-from typing import Dict, List
+from typing import List
 
 import timm
-import torch
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
-from detectron2.modeling import BACKBONE_REGISTRY, Backbone
+from detectron2.modeling import BACKBONE_REGISTRY
 from timm.layers import freeze_batch_norm_2d
 from torch import nn
+
+from .timm_features import TimmFeatureBackbone
 
 __all__ = ["EfficientNetLiteBackbone", "build_efficientnet_lite_backbone", "STAGE_NAMES"]
 
 # Output names at strides 4 / 8 / 16 / 32: the names the Contextrast layers and the heads use
 # for ResNets, so configs swap backbones without renaming features.
 STAGE_NAMES = ("res2", "res3", "res4", "res5")
-NORMS = ("FrozenBN", "BN", "SyncBN")
 
 
-class EfficientNetLiteBackbone(Backbone):
+class EfficientNetLiteBackbone(TimmFeatureBackbone):
     """timm EfficientNet-Lite features at strides 4, 8, 16, 32 as ``res2`` .. ``res5``.
 
     lite0: 24 / 40 / 112 / 320 channels. The stride-2 stem and the classifier (``conv_head``,
     ``classifier``) are not part of the backbone.
     """
+
+    family = "EfficientNet"
 
     @configurable
     def __init__(
@@ -57,29 +59,21 @@ class EfficientNetLiteBackbone(Backbone):
             norm: ``"FrozenBN"`` (ImageNet statistics and affine kept fixed; for the small
                 per-process batches of CPU training), ``"BN"`` (trainable) or ``"SyncBN"``.
         """
-        super().__init__()
-        unknown = set(out_features) - set(STAGE_NAMES)
-        if not out_features or unknown:
-            raise ValueError(f"out_features must be a non-empty subset of {STAGE_NAMES}")
-        if norm not in NORMS:
-            raise ValueError(f"Unknown EfficientNet norm {norm!r}: use one of {NORMS}")
-        self.body = timm.create_model(
+        body = timm.create_model(
             model_name,
             pretrained=False,
             features_only=True,
             out_indices=(1, 2, 3, 4),
             in_chans=in_channels,
         )
-        if norm == "FrozenBN":
-            # timm's converter keeps the ReLU6 fused into BatchNormAct2d; detectron2's
-            # FrozenBatchNorm2d.convert_frozen_batchnorm would drop it.
-            self.body = freeze_batch_norm_2d(self.body)
-        elif norm == "SyncBN":
-            self.body = nn.SyncBatchNorm.convert_sync_batchnorm(self.body)
-        self._out_features = list(out_features)
-        info = self.body.feature_info
-        self._out_feature_channels = dict(zip(STAGE_NAMES, info.channels()))
-        self._out_feature_strides = dict(zip(STAGE_NAMES, info.reduction()))
+        super().__init__(body, STAGE_NAMES, out_features, norm)
+
+    @staticmethod
+    def freeze_batch_norm(body: nn.Module) -> nn.Module:
+        # timm's converter keeps the ReLU6 fused into BatchNormAct2d (timm's
+        # FrozenBatchNormAct2d); detectron2's FrozenBatchNorm2d.convert_frozen_batchnorm would
+        # drop it.
+        return freeze_batch_norm_2d(body)
 
     @classmethod
     def from_config(cls, cfg, input_shape: ShapeSpec):
@@ -88,24 +82,6 @@ class EfficientNetLiteBackbone(Backbone):
             "out_features": cfg.MODEL.EFFICIENTNET.OUT_FEATURES,
             "in_channels": input_shape.channels,
             "norm": cfg.MODEL.EFFICIENTNET.NORM,
-        }
-
-    @property
-    def size_divisibility(self) -> int:
-        return 32
-
-    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """
-        Args:
-            x: normalised images ``(B, C_in, H, W)``.
-
-        Returns:
-            dict: ``{"res<k>": (B, C_k, ceil(H / s_k), ceil(W / s_k))}`` for the requested names.
-        """
-        return {
-            name: feature
-            for name, feature in zip(STAGE_NAMES, self.body(x))
-            if name in self._out_features
         }
 
 

@@ -27,8 +27,10 @@ import timm
 import torch
 from detectron2.config import configurable
 from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
-from detectron2.modeling import BACKBONE_REGISTRY, Backbone
+from detectron2.modeling import BACKBONE_REGISTRY
 from torch import nn
+
+from .timm_features import TimmFeatureBackbone
 
 __all__ = ["HRNetBackbone", "build_hrnet_backbone", "load_timm_hrnet_checkpoint"]
 
@@ -78,7 +80,7 @@ def load_timm_hrnet_checkpoint(model: nn.Module, path: str) -> None:
     )
 
 
-class HRNetBackbone(Backbone):
+class HRNetBackbone(TimmFeatureBackbone):
     """HRNetV2: the four resolution branches of HRNet's last stage.
 
     Outputs ``"branch1"`` .. ``"branch4"`` with ``C, 2C, 4C, 8C`` channels at strides 4, 8, 16, 32,
@@ -87,6 +89,8 @@ class HRNetBackbone(Backbone):
     timm's fuse layers upsample by fixed powers of two, so input sides must be multiples of 32
     (``size_divisibility``; detectron2's meta-architectures pad the batch accordingly).
     """
+
+    family = "HRNet"
 
     @configurable
     def __init__(
@@ -108,13 +112,9 @@ class HRNetBackbone(Backbone):
             norm: ``"BN"``, ``"SyncBN"`` (multi-GPU training) or ``"FrozenBN"``.
             pretrained: local timm ImageNet checkpoint of ``model_name``; ``""`` = random init.
         """
-        super().__init__()
-        unknown = set(out_features) - set(BRANCH_NAMES)
-        if not out_features or unknown:
-            raise ValueError(f"out_features must be a non-empty subset of {BRANCH_NAMES}")
         # feature_location="" returns the raw branches; timm's default ("incre") would pass
         # them through the ImageNet head's channel-increase blocks (128/256/512/1024 channels).
-        self.body = timm.create_model(
+        body = timm.create_model(
             model_name,
             pretrained=False,
             features_only=True,
@@ -122,21 +122,19 @@ class HRNetBackbone(Backbone):
             out_indices=(1, 2, 3, 4),
             in_chans=in_channels,
         )
+        # Before the norm conversion: the checkpoint holds trainable BatchNorm tensors.
         if pretrained:
-            load_timm_hrnet_checkpoint(self.body, pretrained)
+            load_timm_hrnet_checkpoint(body, pretrained)
         else:
             logger.info("%s initialised at random (MODEL.HRNET.PRETRAINED is empty)", model_name)
-        if norm == "SyncBN":
-            self.body = nn.SyncBatchNorm.convert_sync_batchnorm(self.body)
-        elif norm == "FrozenBN":
-            self.body = FrozenBatchNorm2d.convert_frozen_batchnorm(self.body)
-        elif norm != "BN":
-            raise ValueError(f"Unknown HRNet norm {norm!r}: use BN, SyncBN or FrozenBN")
+        super().__init__(body, BRANCH_NAMES, out_features, norm)
 
-        self._out_features = list(out_features)
-        info = self.body.feature_info
-        self._out_feature_channels = dict(zip(BRANCH_NAMES, info.channels()))
-        self._out_feature_strides = dict(zip(BRANCH_NAMES, info.reduction()))
+    @staticmethod
+    def freeze_batch_norm(body: nn.Module) -> nn.Module:
+        # timm's HRNet has plain BatchNorm2d layers (activations are separate modules), so
+        # detectron2's converter loses nothing and gives the FrozenBatchNorm2d of detectron2's
+        # own backbones, whose state_dict loading accepts trainable-BN checkpoints.
+        return FrozenBatchNorm2d.convert_frozen_batchnorm(body)
 
     @classmethod
     def from_config(cls, cfg, input_shape: ShapeSpec):
@@ -147,10 +145,6 @@ class HRNetBackbone(Backbone):
             "norm": cfg.MODEL.HRNET.NORM,
             "pretrained": cfg.MODEL.HRNET.PRETRAINED,
         }
-
-    @property
-    def size_divisibility(self) -> int:
-        return 32
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         """
@@ -164,12 +158,7 @@ class HRNetBackbone(Backbone):
         # tracing so that an exported graph carries no baked-in Python check.
         if not torch.jit.is_tracing() and (x.shape[-2] % 32 or x.shape[-1] % 32):
             raise ValueError(f"HRNet input sides must be multiples of 32, got {tuple(x.shape)}")
-        branches = self.body(x)
-        return {
-            name: feature
-            for name, feature in zip(BRANCH_NAMES, branches)
-            if name in self._out_features
-        }
+        return super().forward(x)
 
 
 @BACKBONE_REGISTRY.register()

@@ -1,7 +1,8 @@
 """CCL class anchors: per-class mean embeddings over the (global) batch, mixed across layers.
 
-Anchors are not detached: the paper derives the loss gradient with respect to the anchor, so the
-gradient reaches every pixel that contributed to a class mean. Under distributed training the
+Anchors are not detached here: the paper derives the loss gradient with respect to the anchor, so
+the gradient reaches every pixel that contributed to a class mean (``MODEL.CONTEXTRAST.
+DETACH_ANCHORS`` detaches them in the criterion). Under distributed training the
 per-class sums and counts are all-reduced with the autograd-aware collective, which sums the
 incoming gradients across processes on the way back.
 """
@@ -11,13 +12,10 @@ from typing import List, Tuple
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from detectron2.utils import comm
 from torch import Tensor
 
 __all__ = ["class_sums", "all_reduce_sum", "class_anchors", "mix_anchors"]
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def all_reduce_sum(x: Tensor) -> Tensor:
@@ -29,7 +27,7 @@ def all_reduce_sum(x: Tensor) -> Tensor:
     Returns:
         Tensor of the same shape holding the sum over processes.
     """
-    if not _distributed():
+    if comm.get_world_size() == 1:
         return x
     from torch.distributed.nn.functional import all_reduce
 

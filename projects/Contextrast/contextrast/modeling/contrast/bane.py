@@ -70,7 +70,8 @@ def error_regions(pred: Tensor, gt: Tensor, ignore_value: int, reading: str):
 
 
 def error_maps(pred: Tensor, gt: Tensor, num_classes: int, ignore_value: int, reading: str):
-    """Class-wise binary error maps (the spec's definition; BANE itself never materialises them).
+    """Class-wise binary error maps (the paper's definition, see docs/design_decisions.md; BANE
+    itself never materialises them).
 
     Args:
         pred, gt, ignore_value, reading: see :func:`error_regions`.

@@ -5,7 +5,7 @@ For anchor ``a^n`` with positives ``V+`` and negatives ``V-``::
     L^n = -(1/|V+|) sum_{v+} log( exp(a.v+/tau) / (exp(a.v+/tau) + sum_{v-} exp(a.v-/tau)) )
 
 and the layer loss is the mean of ``L^n`` over the anchors ``N_i``: by default
-(``average="present"``, the spec's and the paper's ``1/|N_i|``) every anchor with positives, where
+(``average="present"``, the paper's ``1/|N_i|``) every anchor with positives, where
 an anchor without negatives contributes ``L^n = 0`` (``-log 1``); ``average="valid"`` averages
 over anchors that have both positives and negatives.
 Everything is computed in float32 (autocast is disabled by the caller). Under distributed training
@@ -16,9 +16,10 @@ processes, so every process computes the loss of the global batch.
 from typing import Tuple
 
 import torch
+from detectron2.utils import comm
 from torch import Tensor
 
-from .anchors import _distributed, all_reduce_sum
+from .anchors import all_reduce_sum
 
 __all__ = ["LOSS_AVERAGES", "pixel_anchor_loss", "all_logsumexp"]
 
@@ -38,7 +39,7 @@ def all_logsumexp(x: Tensor) -> Tensor:
     Returns:
         (N,) float.
     """
-    if not _distributed():
+    if comm.get_world_size() == 1:
         return x
     from torch.distributed.nn.functional import all_gather
 

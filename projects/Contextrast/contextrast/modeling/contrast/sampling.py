@@ -17,9 +17,8 @@ from typing import Optional, Tuple
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from detectron2.utils import comm
 from torch import Tensor
-
-from .anchors import _distributed
 
 __all__ = ["SAMPLING_CAPS", "sample_positives", "sample_negatives"]
 
@@ -90,7 +89,7 @@ def sample_positives(
     slots = torch.arange(k, device=labels.device)
     index = order[(starts[:, None] + slots[None, :]).clamp(max=p - 1)]
     valid = slots[None, :] < counts[:, None]
-    if global_caps and _distributed():
+    if global_caps and comm.get_world_size() > 1:
         # Each class's slots hold its pixels in ascending noise: -noise is sorted descending.
         keys = (-noise[index]).masked_fill(~valid, float("-inf"))
         quota = torch.full_like(counts, max_per_class)
@@ -129,7 +128,7 @@ def sample_negatives(
         valid: (N, K) bool.
         num_bane: (N,) long number of BANE negatives of this process per anchor (before the cap).
     """
-    global_caps = global_caps and _distributed()
+    global_caps = global_caps and comm.get_world_size() > 1
     p = labels.numel()
     k = min(max_count, p)
     classes = torch.arange(num_classes, device=labels.device)[:, None]
