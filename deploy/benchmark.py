@@ -10,7 +10,8 @@
 Both networks are built for inference (``MODEL.CONTEXTRAST.ENABLED`` forced False, checkpoints
 stripped of ``contrast_heads.*``); without weights both use the same random initialisation. For
 every backend both are warmed up, then timed in interleaved rounds (baseline first in even rounds,
-Contextrast first in odd ones) so that machine load hits both alike. Backends, the ones available
+Contextrast first in odd ones) so that machine load hits both alike: ``--rounds`` at least, and
+more until each network has ``--min-time`` seconds of timed calls. Backends, the ones available
 by default:
 
 - ``torch-cpu``: PyTorch eager, fp32, CPU.
@@ -45,6 +46,7 @@ import torch
 from contextrast.config import load_config
 from contextrast.export import (
     BACKENDS,
+    EXPORTERS,
     MODELS,
     BackendError,
     InferenceWrapper,
@@ -77,9 +79,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     parser.add_argument("--warmup", type=int, default=5, help="untimed calls per network")
-    parser.add_argument("--rounds", type=positive_int, default=10, help="interleaved rounds")
+    parser.add_argument(
+        "--rounds", type=positive_int, default=10, help="interleaved rounds (at least)"
+    )
     parser.add_argument(
         "--repeats", type=positive_int, default=5, help="timed calls per network and round"
+    )
+    parser.add_argument(
+        "--min-time",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="more rounds, two at a time, until each network's timed calls per backend sum to "
+        "this (0: exactly --rounds)",
     )
     parser.add_argument(
         "--threads",
@@ -94,6 +106,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         action="store_true",
         help="let ONNX Runtime's thread pools spin between calls (its default for one session; "
         "off here so that an idle session takes no CPU from the timed one)",
+    )
+    parser.add_argument(
+        "--exporter",
+        choices=EXPORTERS,
+        default=EXPORTERS[0],
+        help="torch.onnx exporter of the ONNX files the ort-* / trt-* backends time",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", help="ONNX files / engines (default: a temporary folder)")
@@ -139,9 +157,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             warmup=args.warmup,
             rounds=args.rounds,
             repeats=args.repeats,
+            min_time_s=args.min_time,
             threads=args.threads,
             cuda_graphs=args.cuda_graphs,
             ort_spinning=args.ort_spinning,
+            exporter=args.exporter,
         )
         try:
             if args.self_check:
@@ -164,8 +184,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "warmup": args.warmup,
         "rounds": args.rounds,
         "repeats": args.repeats,
+        "min_time_s": args.min_time,
         "cuda_graphs": args.cuda_graphs,
         "ort_spinning": args.ort_spinning,
+        "exporter": args.exporter,
     }
     report["machine"] = machine_info(args.threads)
     if args.self_check:

@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from contextrast.export import (
     make_runner,
     random_images,
     run_benchmark,
+    time_interleaved,
 )
 from deploy import benchmark, evaluate
 
@@ -70,7 +72,7 @@ def test_self_check_times_one_network_against_itself(tmp_path):
         "--self-check", "--baseline", BASELINE_CONFIG,
         "--backends", "torch-cpu", "ort-cpu",
         "--height", "32", "--width", "48",
-        "--warmup", "1", "--rounds", "2", "--repeats", "1", "--runs", "2",
+        "--warmup", "1", "--rounds", "2", "--repeats", "1", "--min-time", "0", "--runs", "2",
         "--workdir", str(workdir), "--output-json", str(out),
     ]  # fmt: skip
     # Timing is not asserted: any ratio is within this tolerance, so the exit status is 0.
@@ -88,6 +90,39 @@ def test_self_check_times_one_network_against_itself(tmp_path):
     # A ratio outside the tolerance (here: any) makes the exit status 1.
     failing = argv[:4] + ["torch-cpu"] + argv[6:-4] + ["--runs", "1", "--tolerance", "-1"]
     assert benchmark.main(failing) == 1
+
+
+def test_rounds_are_added_in_pairs_until_each_network_has_min_time():
+    def sleeper():
+        return lambda: time.sleep(0.001)
+
+    runners = {name: sleeper() for name in MODELS}
+    exact = time_interleaved(runners, warmup=0, rounds=3, repeats=2)
+    assert [len(rounds) for rounds in exact.values()] == [3, 3]
+    # 3 rounds of 2 calls of >= 1 ms is about 6 ms per network: rounds are added until 20 ms.
+    grown = time_interleaved(runners, warmup=0, rounds=3, repeats=2, min_time_s=0.02)
+    counts = {len(rounds) for rounds in grown.values()}
+    assert len(counts) == 1 and counts.pop() - 3 in range(2, 20, 2)
+    assert all(sum(map(sum, rounds)) >= 0.02 for rounds in grown.values())
+    assert all(len(block) == 2 for rounds in grown.values() for block in rounds)
+
+
+def test_benchmark_times_the_chosen_exporters_graph(tmp_path):
+    import onnx
+
+    out, workdir = tmp_path / "bench.json", tmp_path / "work"
+    argv = [
+        "--baseline", BASELINE_CONFIG, "--contextrast", BASELINE_CONFIG,
+        "--backends", "ort-cpu", "--height", "32", "--width", "48", "--exporter", "torchscript",
+        "--warmup", "0", "--rounds", "1", "--repeats", "1", "--min-time", "0",
+        "--workdir", str(workdir), "--output-json", str(out),
+    ]  # fmt: skip
+    assert benchmark.main(argv) == 0
+    report = json.loads(out.read_text())
+    assert report["settings"]["exporter"] == "torchscript"
+    # The dynamo exporter names its nodes "node_<op>..."; the TorchScript one does not.
+    for path in report["onnx_files"].values():
+        assert not any(n.name.startswith("node_") for n in onnx.load(path).graph.node)
 
 
 def test_self_check_needs_no_contextrast_config_but_the_benchmark_does(capsys):

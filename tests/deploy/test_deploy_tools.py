@@ -73,7 +73,7 @@ def test_benchmark_side_by_side(demo_checkpoint, tmp_path):
         "--contextrast-weights", demo_checkpoint,
         "--height", "64", "--width", "96",
         "--backends", "torch-cpu", "ort-cpu", "trt-fp16",
-        "--warmup", "1", "--rounds", "2", "--repeats", "2",
+        "--warmup", "1", "--rounds", "2", "--repeats", "2", "--min-time", "0",
         "--output-json", str(out_json), "--output-md", str(out_md),
     ]  # fmt: skip
     assert benchmark.main(argv) == 0

@@ -78,9 +78,12 @@ def dataset_records(
     return records[:max_images] if max_images > 0 else records
 
 
-def build_eval_loader(cfg: CfgNode, dataset_name: str, records: List[Dict]):
-    """detectron2 test loader (batch 1) over ``records`` with the project's test mapper."""
+def build_eval_loader(
+    cfg: CfgNode, dataset_name: str, records: List[Dict], num_workers: Optional[int] = None
+):
+    """detectron2 test loader (batch 1) over ``records`` with the project's test mapper
+    (``num_workers``: default ``DATALOADER.NUM_WORKERS``)."""
     mapper = SemSegDatasetMapper(cfg, is_train=False, dataset_name=dataset_name)
-    return build_detection_test_loader(
-        records, mapper=mapper, num_workers=cfg.DATALOADER.NUM_WORKERS
-    )
+    if num_workers is None:
+        num_workers = cfg.DATALOADER.NUM_WORKERS
+    return build_detection_test_loader(records, mapper=mapper, num_workers=num_workers)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .model import InferenceWrapper
-from .onnx_io import export_onnx
+from .onnx_io import EXPORTERS, export_onnx
 from .runners import BackendError, Unavailable, make_runner
 
 __all__ = [
@@ -82,11 +82,25 @@ def wait_for_idle_threads(step_s: float = IDLE_STEP_S, timeout_s: float = IDLE_T
 
 
 def time_interleaved(
-    runners: Dict[str, Callable[[], None]], *, warmup: int, rounds: int, repeats: int
+    runners: Dict[str, Callable[[], None]],
+    *,
+    warmup: int,
+    rounds: int,
+    repeats: int,
+    min_time_s: float = 0.0,
 ) -> Dict[str, List[List[float]]]:
     """Warm each runner up, then time ``repeats`` calls per runner per round, reversing the order
     of the runners every round. Each runner's block of calls starts once the process is idle
     (:func:`wait_for_idle_threads`), so that no thread pool of the previous runner still spins.
+
+    Args:
+        runners: name -> one synchronised call.
+        warmup: untimed calls per runner.
+        rounds: timed rounds (at least).
+        repeats: timed calls per runner and round.
+        min_time_s: after ``rounds``, add rounds two at a time (so that each order is timed
+            equally often) until every runner's timed calls sum to this. A fast network needs
+            hundreds of calls before a burst of load on a small machine stops moving its median.
 
     Returns:
         ``{runner: [[call seconds] per round]}``.
@@ -97,8 +111,10 @@ def time_interleaved(
     names = list(runners)
     times = {name: [] for name in names}
     busy = 0
-    for r in range(rounds):
-        for name in names if r % 2 == 0 else names[::-1]:
+
+    def one_round(index: int) -> None:
+        nonlocal busy
+        for name in names if index % 2 == 0 else names[::-1]:
             busy += not wait_for_idle_threads()
             run = runners[name]
             samples = []
@@ -107,12 +123,20 @@ def time_interleaved(
                 run()
                 samples.append(time.perf_counter() - start)
             times[name].append(samples)
+
+    for r in range(rounds):
+        one_round(r)
+    r = rounds
+    while min(sum(map(sum, t)) for t in times.values()) < min_time_s:
+        one_round(r)
+        one_round(r + 1)
+        r += 2
     if busy:
         logger.warning(
             "%d of %d timed blocks started while another thread of this process kept the CPU "
             "busy for %.2f s: those timings include its load",
             busy,
-            rounds * len(names),
+            r * len(names),
             IDLE_TIMEOUT_S,
         )
     return times
@@ -133,9 +157,11 @@ def run_benchmark(
     warmup: int,
     rounds: int,
     repeats: int,
+    min_time_s: float = 0.0,
     threads: int = 0,
     cuda_graphs: bool = False,
     ort_spinning: bool = False,
+    exporter: str = EXPORTERS[0],
     onnx_files: Optional[Dict[str, str]] = None,
 ) -> Dict[str, object]:
     """Time every backend on both networks (``wrappers``: {"baseline": .., "contextrast": ..}).
@@ -145,11 +171,13 @@ def run_benchmark(
         backends: names of :data:`.runners.BACKENDS`, timed in this order.
         images: (B, 3, H, W) float32 input of every call.
         workdir: folder of the ONNX exports and engines.
-        warmup / rounds / repeats: see :func:`time_interleaved`.
+        warmup / rounds / repeats / min_time_s: see :func:`time_interleaved`.
         threads: ONNX Runtime intra-op threads (0: its default).
         cuda_graphs: replay the PyTorch CUDA backends from captured graphs.
         ort_spinning: let ONNX Runtime's thread pools spin between calls (off by default: see
             the module's docstring; each block still starts once the other session is idle).
+        exporter: torch.onnx exporter of the ONNX Runtime / TensorRT backends' files (the graphs
+            differ, and so can their latency).
         onnx_files: ONNX files by network name, reused if given; filled with the static exports
             made here (one file per distinct wrapper object).
 
@@ -172,7 +200,13 @@ def run_benchmark(
                     onnx_files[name] = onnx_files[same[0]]
                 else:
                     path = os.path.join(workdir, f"{name}.onnx")
-                    export_onnx(wrappers[name], path, torch.from_numpy(images), dynamic=False)
+                    export_onnx(
+                        wrappers[name],
+                        path,
+                        torch.from_numpy(images),
+                        dynamic=False,
+                        exporter=exporter,
+                    )
                     onnx_files[name] = path
             return onnx_files[name]
 
@@ -210,7 +244,9 @@ def run_benchmark(
             logger.info("Skipping %s: %s", backend, e)
             continue
         logger.info("Timing %s", backend)
-        times = time_interleaved(runners, warmup=warmup, rounds=rounds, repeats=repeats)
+        times = time_interleaved(
+            runners, warmup=warmup, rounds=rounds, repeats=repeats, min_time_s=min_time_s
+        )
         del runners  # free this backend's sessions / engines before the next one starts
         stats = {name: summarize(sum(t, []), images.shape[0]) for name, t in times.items()}
         for name, s in stats.items():

@@ -86,7 +86,9 @@ def evaluate_models(
     times = {name: [] for name in models}
     for evaluator in evaluators.values():
         evaluator.reset()
-    loader = build_eval_loader(cfg, dataset, records)
+    # Images load in this process, between timed calls: loader workers would share the CPU with
+    # whichever model is being timed.
+    loader = build_eval_loader(cfg, dataset, records, num_workers=0)
     for index, inputs in enumerate(tqdm(loader, total=len(records), desc=dataset)):
         record = inputs[0]
         images = record["image"].numpy()[None].astype(np.float32)
