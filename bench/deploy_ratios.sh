@@ -15,6 +15,10 @@ cd "$(dirname "$0")/.."
 OUT=${1:?usage: bench/deploy_ratios.sh OUT_DIR [CHECKPOINT CONFIG]}
 CKPT=${2:-}
 CKPT_CFG=${3:-}
+if [ -n "$CKPT" ] && [ -z "$CKPT_CFG" ]; then
+    echo "error: CHECKPOINT $CKPT needs its CONFIG (usage: bench/deploy_ratios.sh OUT_DIR [CHECKPOINT CONFIG])" >&2
+    exit 2
+fi
 PY=${PYTHON:-.venv/bin/python}
 NETWORKS=${NETWORKS-hrnet_w48 ocrnet_hrnet_w48 deeplabv3_r101}
 read -r -a EXTRA <<<"${BENCH_FLAGS:-}"
