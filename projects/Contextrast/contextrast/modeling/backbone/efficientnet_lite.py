@@ -38,6 +38,12 @@ class EfficientNetLiteBackbone(TimmFeatureBackbone):
 
     lite0: 24 / 40 / 112 / 320 channels. The stride-2 stem and the classifier (``conv_head``,
     ``classifier``) are not part of the backbone.
+
+    ``freeze_at`` has detectron2's ``MODEL.BACKBONE.FREEZE_AT`` meaning: 0 trains everything, 1
+    freezes the stem (the stride-2 convolution and the first block), ``k >= 2`` also the stages
+    up to ``res<k>``. A frozen stage gets no weight gradient, and backpropagation stops at the
+    first trainable layer: freezing the stride-2 and stride-4 layers skips their backward pass,
+    which on a CPU is the most expensive part of this backbone's step (bench/README.md, 1c).
     """
 
     family = "EfficientNet"
@@ -50,6 +56,7 @@ class EfficientNetLiteBackbone(TimmFeatureBackbone):
         out_features: List[str],
         in_channels: int = 3,
         norm: str = "FrozenBN",
+        freeze_at: int = 0,
     ):
         """
         Args:
@@ -58,6 +65,7 @@ class EfficientNetLiteBackbone(TimmFeatureBackbone):
             in_channels: image channels.
             norm: ``"FrozenBN"`` (ImageNet statistics and affine kept fixed; for the small
                 per-process batches of CPU training), ``"BN"`` (trainable) or ``"SyncBN"``.
+            freeze_at: 0 (train all), 1 (freeze the stem) .. 5 (freeze up to ``res5``).
         """
         body = timm.create_model(
             model_name,
@@ -67,6 +75,29 @@ class EfficientNetLiteBackbone(TimmFeatureBackbone):
             in_chans=in_channels,
         )
         super().__init__(body, STAGE_NAMES, out_features, norm)
+        self.freeze(freeze_at)
+
+    def freeze(self, freeze_at: int) -> "EfficientNetLiteBackbone":
+        """Stop the weight gradients of the stem (``freeze_at >= 1``) and of the stages up to
+        ``res<freeze_at>``; returns ``self``."""
+        if not 0 <= freeze_at <= 1 + len(STAGE_NAMES):
+            raise ValueError(
+                f"MODEL.BACKBONE.FREEZE_AT = {freeze_at}: expected 0 (train everything) to "
+                f"{1 + len(STAGE_NAMES)} (freeze the stem and {STAGE_NAMES[-1]}) for "
+                f"{self.family}"
+            )
+        if freeze_at == 0:
+            return self
+        # The stem is conv_stem + bn1 + blocks.0 (stride 2); stage k ends at the block that
+        # timm reports as output k ("blocks.1" for res2, ..., "blocks.6" for res5).
+        last_block = 0
+        if freeze_at >= 2:
+            last_block = int(self.body.feature_info.module_name()[freeze_at - 2].split(".")[-1])
+        frozen = [self.body.conv_stem, self.body.bn1, *self.body.blocks[: last_block + 1]]
+        for module in frozen:
+            for p in module.parameters():
+                p.requires_grad_(False)
+        return self
 
     @staticmethod
     def freeze_batch_norm(body: nn.Module) -> nn.Module:
@@ -82,6 +113,7 @@ class EfficientNetLiteBackbone(TimmFeatureBackbone):
             "out_features": cfg.MODEL.EFFICIENTNET.OUT_FEATURES,
             "in_channels": input_shape.channels,
             "norm": cfg.MODEL.EFFICIENTNET.NORM,
+            "freeze_at": cfg.MODEL.BACKBONE.FREEZE_AT,
         }
 
 

@@ -10,6 +10,8 @@ from detectron2.layers import ShapeSpec, get_norm
 from detectron2.utils.registry import Registry
 from torch import Tensor
 
+from ...config_checks import check_contextrast_values
+
 __all__ = ["CONTRAST_HEADS_REGISTRY", "ConvMLPProjectionHead", "build_contrast_heads"]
 
 CONTRAST_HEADS_REGISTRY = Registry("CONTRAST_HEADS")
@@ -33,10 +35,7 @@ class ConvMLPProjectionHead(nn.Module):
             norm: detectron2 norm name for the hidden layer ("BN", "SyncBN", "GN", ...).
         """
         super().__init__()
-        if proj_dim < 1:
-            raise ValueError(
-                f"MODEL.CONTEXTRAST.PROJ_DIM = {proj_dim}: expected a positive integer"
-            )
+        check_contextrast_values({"PROJ_DIM": proj_dim})
         self.proj = nn.Sequential(
             nn.Conv2d(in_channels, in_channels, kernel_size=1),
             nn.ReLU(inplace=True),
@@ -62,11 +61,20 @@ class ConvMLPProjectionHead(nn.Module):
         Returns:
             (B, D, H, W) unit-norm embeddings, in channels-last memory format.
         """
+        conv1, _, norm, conv2 = self.proj
         # Channels-last: the criterion views the embeddings as a (B*H*W, D) matrix; with this
         # layout that is a view, not a copy of the largest training-only tensor (and of its
-        # gradient), and the normalisation reads contiguous D-vectors.
-        x = x.contiguous(memory_format=torch.channels_last)
-        return F.normalize(self.proj(x), p=2, dim=1)
+        # gradient). The 1x1 convolutions run as matrix products on the (B, H, W, C) view (one
+        # GEMM each way; the CPU's 1x1 convolution adds layout passes) and the normalisation
+        # as one rsqrt scale: the same arithmetic as Conv2d and F.normalize, fewer passes over
+        # the stride-4 maps that a head-attached projection reads (bench/README.md, 1c).
+        x = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+        h = F.linear(x, conv1.weight.flatten(1), conv1.bias).relu_()
+        h = norm(h.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        y = F.linear(h, conv2.weight.flatten(1), conv2.bias)
+        # F.normalize's x / max(|x|, 1e-12), as one multiplication.
+        y = y * y.square().sum(dim=-1, keepdim=True).clamp_min(1e-24).rsqrt()
+        return y.permute(0, 3, 1, 2)
 
 
 def build_contrast_heads(cfg, input_shape: Dict[str, ShapeSpec]) -> nn.ModuleDict:

@@ -18,6 +18,7 @@ from detectron2.structures import ImageList
 from detectron2.utils.events import get_event_storage
 from torch import Tensor
 
+from ...config_checks import check_contextrast_values
 from ..contrast import ContextrastCriterion, ContrastGradientGate, build_contrast_heads
 
 __all__ = ["ContextrastSegmentor", "FEATURE_SOURCES"]
@@ -25,12 +26,23 @@ __all__ = ["ContextrastSegmentor", "FEATURE_SOURCES"]
 FEATURE_SOURCES = ("backbone", "head")
 
 
-def _check_contrast_features(
-    names, shapes: Dict[str, ShapeSpec], producer: str, by_stride: bool
-) -> None:
-    """``MODEL.CONTEXTRAST.IN_FEATURES`` must name features of ``shapes`` (ordered
-    shallowest first), in that order: the last entry is the deepest layer I whose anchors are
-    mixed into the others."""
+def _stage_order(backbone: Backbone) -> List[str]:
+    """The backbone's output features, shallowest stage first.
+
+    ``output_shape()`` lists them in the order of ``OUT_FEATURES`` as written in the config, and
+    strides cannot order them either (a dilated ResNet's res3..res5 all have stride 8); the
+    backbone built its stages shallowest first, and detectron2's ResNet and the timm backbones
+    record each stage's stride in that order (``_out_feature_strides``).
+    """
+    outputs = list(backbone.output_shape())
+    built = [f for f in getattr(backbone, "_out_feature_strides", {}) if f in outputs]
+    return built if sorted(built) == sorted(outputs) else outputs
+
+
+def _check_contrast_features(names, shapes: Dict[str, ShapeSpec], order, producer: str) -> None:
+    """``MODEL.CONTEXTRAST.IN_FEATURES`` must name features of ``shapes``, listed in ``order``
+    (shallowest first): the last entry is the deepest layer I whose anchors are mixed into the
+    others."""
     names = list(names)
     missing = [f for f in names if f not in shapes]
     if missing:
@@ -38,17 +50,11 @@ def _check_contrast_features(
             f"MODEL.CONTEXTRAST.IN_FEATURES = {names}: {missing} not produced by {producer} "
             f"(it produces {list(shapes)})"
         )
-    # Backbone stages deepen as their stride grows (equal strides: a dilated ResNet); a head's
-    # features deepen in the order it computes them, whatever their stride.
-    strides = [shapes[f].stride for f in names]
-    depth = strides if by_stride else [list(shapes).index(f) for f in names]
+    depth = [order.index(f) for f in names]
     if depth != sorted(depth):
         raise ValueError(
-            f"MODEL.CONTEXTRAST.IN_FEATURES = {names}: strides {strides} must not decrease "
-            "(shallowest layer first, deepest last)"
-            if by_stride
-            else f"MODEL.CONTEXTRAST.IN_FEATURES = {names}: list them shallowest first, deepest "
-            f"last, in the order {producer} computes them: {list(shapes)}"
+            f"MODEL.CONTEXTRAST.IN_FEATURES = {names}: list them shallowest first, deepest last, "
+            f"in the order {producer} computes them: {[f for f in order if f in names]}"
         )
 
 
@@ -75,6 +81,7 @@ class ContextrastSegmentor(nn.Module):
         feature_source: str = "backbone",
         gradient_gate: Optional[ContrastGradientGate] = None,
         log_period: int = 20,
+        channels_last: bool = False,
     ):
         """
         Args:
@@ -91,17 +98,15 @@ class ContextrastSegmentor(nn.Module):
             log_period: iterations between two writes of the contrastive statistics to the
                 event storage (``SOLVER.LOG_PERIOD``, the writers' period); they are read back
                 from the device only then.
+            channels_last: keep weights and activations in channels-last memory format
+                (``MODEL.CHANNELS_LAST``).
         """
         super().__init__()
         if (contrast_heads is None) != (criterion is None):
             raise ValueError("contrast_heads and criterion must be given together")
         self.backbone = backbone
         self.sem_seg_head = sem_seg_head
-        if feature_source not in FEATURE_SOURCES:
-            raise ValueError(
-                f"MODEL.CONTEXTRAST.FEATURE_SOURCE = {feature_source!r}: expected one of "
-                f"{FEATURE_SOURCES}"
-            )
+        check_contextrast_values({"FEATURE_SOURCE": feature_source})
         self.contrast_heads = contrast_heads
         self.criterion = criterion
         self.feature_source = feature_source
@@ -112,6 +117,9 @@ class ContextrastSegmentor(nn.Module):
         # Pad to the coarsest feature stride so every feature map is exactly input / stride.
         strides = [s.stride for s in backbone.output_shape().values()]
         self.size_divisibility = max([backbone.size_divisibility] + strides)
+        self.channels_last = channels_last
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
 
     @classmethod
     def from_config(cls, cfg):
@@ -124,17 +132,18 @@ class ContextrastSegmentor(nn.Module):
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "log_period": cfg.SOLVER.LOG_PERIOD,
+            "channels_last": cfg.MODEL.CHANNELS_LAST,
         }
         c = cfg.MODEL.CONTEXTRAST
         if c.ENABLED:
             source = c.FEATURE_SOURCE
             if source == "head":
+                # A head's features deepen in the order it computes (and lists) them.
                 shapes = sem_seg_head.contrast_feature_shapes()
-                producer = f"head {cfg.MODEL.SEM_SEG_HEAD.NAME}"
-                _check_contrast_features(c.IN_FEATURES, shapes, producer, by_stride=False)
+                order, producer = list(shapes), f"head {cfg.MODEL.SEM_SEG_HEAD.NAME}"
             else:
-                producer = f"backbone {cfg.MODEL.BACKBONE.NAME}"
-                _check_contrast_features(c.IN_FEATURES, shapes, producer, by_stride=True)
+                order, producer = _stage_order(backbone), f"backbone {cfg.MODEL.BACKBONE.NAME}"
+            _check_contrast_features(c.IN_FEATURES, shapes, order, producer)
             kwargs["feature_source"] = source
             kwargs["criterion"] = ContextrastCriterion(cfg)
             kwargs["contrast_heads"] = build_contrast_heads(cfg, shapes)
@@ -145,6 +154,10 @@ class ContextrastSegmentor(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.pixel_mean.device
+
+    def _layout(self, images: Tensor) -> Tensor:
+        """The network's memory format (a copy only in channels-last mode)."""
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
 
     def _normalize(self, images: Tensor) -> Tensor:
         return (images - self.pixel_mean) / self.pixel_std
@@ -162,7 +175,7 @@ class ContextrastSegmentor(nn.Module):
         """
         images = [self._normalize(x["image"].to(self.device)) for x in batched_inputs]
         images = ImageList.from_tensors(images, self.size_divisibility)
-        features = self.backbone(images.tensor)
+        features = self.backbone(self._layout(images.tensor))
         outputs = self.sem_seg_head.layers(features)
 
         if not self.training:
@@ -198,7 +211,7 @@ class ContextrastSegmentor(nn.Module):
             name: head(features[name] if gate is None else gate(name, features[name], storage.iter))
             for name, head in self.contrast_heads.items()
         }
-        losses, stats = self.criterion(embeddings, logits, targets, iteration=storage.iter)
+        losses, stats = self.criterion(embeddings, logits, targets, iteration=0)
         if storage.iter % self.log_period == 0:
             if gate is not None:  # the cap's scales of the previous step's backward pass
                 stats.update(gate.stats(list(self.contrast_heads)))
@@ -226,6 +239,6 @@ class ContextrastSegmentor(nn.Module):
         d = self.size_divisibility
         x = self._normalize(images)
         pad_h, pad_w = (d - h % d) % d, (d - w % d) % d
-        x = F.pad(x, (0, pad_w, 0, pad_h))
+        x = self._layout(F.pad(x, (0, pad_w, 0, pad_h)))
         logits = self.sem_seg_head.layers(self.backbone(x))["sem_seg"]
         return self._upsample(logits, x.shape[-2:])[..., :h, :w]
