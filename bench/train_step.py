@@ -25,6 +25,13 @@ Peak memory:
     python bench/train_step.py --preset hrnet_cpu --rounds 5
     python bench/train_step.py --preset hrnet_gpu          # HRNetV2-W48, 512x1024, batch 8
 
+``--configs NAME=CONFIG ...`` times whole recipes against each other instead (each variant its own
+config file, e.g. an old and a new recipe of the same study), on the preset's batch and input;
+ratios are to the first one:
+
+    python bench/train_step.py --preset lite0_cpu --threads 1 --no-memory --configs \
+        old=configs/camvid/study/lite0_ce.yaml new=configs/camvid/study/lite0_fast_ce.yaml
+
 Labels are blocky random class maps (one class per 32x32 cell, 5% ignore pixels), so CCL and BANE
 see many classes and sizeable error regions, as early in training.
 """
@@ -128,16 +135,23 @@ def preset_batch(args, preset: Preset, cfg) -> List[Dict]:
     )  # fmt: skip
 
 
-def build_variant(preset: Preset, variant: str, extra_opts: Sequence[str]):
-    """(model in train mode, optimizer, cfg) of one variant; same initial weights for all."""
+def build_variant(
+    preset: Preset, variant: str, extra_opts: Sequence[str], config: Optional[str] = None
+):
+    """(model in train mode, optimizer, cfg) of one variant; same initial weights for all.
+
+    ``config``: a recipe's own config file (``--configs``) instead of the preset's config plus
+    the variant's overrides."""
     from detectron2.modeling import build_model
     from detectron2.solver import build_optimizer
 
     import contextrast  # noqa: F401  (registers the project's modules)
 
-    config_variant = "ccl_bane" if variant == "ccl_bane_baseline_loss" else variant
-    opts = list(preset.opts) + list(extra_opts) + VARIANTS[config_variant]
-    cfg = build_cfg(preset.config, preset.device, opts)
+    opts = list(preset.opts) + list(extra_opts)
+    if config is None:
+        config = preset.config
+        opts += VARIANTS["ccl_bane" if variant == "ccl_bane_baseline_loss" else variant]
+    cfg = build_cfg(config, preset.device, opts)
     torch.manual_seed(0)
     model = build_model(cfg)
     model.train()
@@ -260,7 +274,10 @@ def memory_child(args) -> None:
     from detectron2.utils.events import EventStorage
 
     preset = PRESETS[args.preset]
-    model, opt, cfg = build_variant(preset, args.memory_child, args.opts)
+    configs = dict(args.configs or {})
+    model, opt, cfg = build_variant(
+        preset, args.memory_child, args.opts, configs.get(args.memory_child)
+    )
     batch = preset_batch(args, preset, cfg)
     step = make_step(model, opt, batch, amp=cfg.SOLVER.AMP.ENABLED)
     before = _rss_bytes()
@@ -287,6 +304,8 @@ def cpu_memory(args, variant: str) -> Dict:
         cmd += ["--size"] + [str(s) for s in args.size]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
+    if args.configs:
+        cmd += ["--configs"] + [f"{name}={path}" for name, path in args.configs]
     out = subprocess.run(cmd + list(args.opts), check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -317,7 +336,8 @@ def build_steps(args, preset: Preset, variants: List[str]):
         built: ``{variant: (model, optimizer, cfg)}``; batch: the records; steps:
         ``{variant: step(iteration)}``.
     """
-    built = {v: build_variant(preset, v, args.opts) for v in variants}
+    configs = dict(args.configs or {})
+    built = {v: build_variant(preset, v, args.opts, configs.get(v)) for v in variants}
     batch = preset_batch(args, preset, built[variants[0]][2])
     baseline = (
         load_function(args.baseline_loss, "pixel_anchor_loss") if args.baseline_loss else None
@@ -388,32 +408,32 @@ def measure(args, built: Dict, steps: Dict[str, Callable], cuda: bool) -> Measur
     return Measurements(times, cpu_times, memory, syncs, it + 1)
 
 
-def variant_entries(measured: Measurements, cuda: bool) -> Dict[str, Dict]:
-    """Per-variant statistics; ratios to the first variant when it is CE only."""
+def variant_entries(measured: Measurements, cuda: bool, ratio_base: Optional[str]) -> Dict:
+    """Per-variant statistics; ratios (``time_ratio``, ``cpu_ratio``, ``memory_ratio``) to the
+    variant ``ratio_base`` (None: no ratios)."""
     variants = list(measured.times_ms)
-    first_is_ce = variants[0] == "ce"
-    base_median = quartiles(measured.times_ms["ce"])[1] if first_is_ce else None
-    base_cpu = statistics.median(measured.cpu_ms["ce"]) if first_is_ce else None
+    base_median = quartiles(measured.times_ms[ratio_base])[1] if ratio_base else None
+    base_cpu = statistics.median(measured.cpu_ms[ratio_base]) if ratio_base else None
     entries = {}
     for v in variants:
         q1, med, q3 = quartiles(measured.times_ms[v])
         entry = {"median_ms": med, "q1_ms": q1, "q3_ms": q3, "times_ms": measured.times_ms[v]}
         entry["cpu_median_ms"] = statistics.median(measured.cpu_ms[v])
         if base_median:
-            entry["time_ratio_to_ce"] = med / base_median
+            entry["time_ratio"] = med / base_median
             if not cuda and base_cpu:
-                entry["cpu_ratio_to_ce"] = entry["cpu_median_ms"] / base_cpu
+                entry["cpu_ratio"] = entry["cpu_median_ms"] / base_cpu
         entry.update(measured.memory.get(v, {}))
         if measured.host_syncs is not None:
             entry["host_syncs_per_step"] = measured.host_syncs[v]
         entries[v] = entry
-    if "ce" in measured.memory:
+    if ratio_base in measured.memory:
 
         def total(m):
             return m["peak_delta_bytes"] + m["state_bytes"]
 
         for v, m in measured.memory.items():
-            entries[v]["memory_ratio_to_ce"] = total(m) / total(measured.memory["ce"])
+            entries[v]["memory_ratio"] = total(m) / total(measured.memory[ratio_base])
     return entries
 
 
@@ -421,16 +441,19 @@ def run(args) -> Dict:
     """Benchmark all variants; returns the result dict (also written with --json)."""
     preset = PRESETS[args.preset]
     cuda = preset.device == "cuda"
-    variants = list(args.variants)
+    variants = [name for name, _ in args.configs] if args.configs else list(args.variants)
     if args.baseline_loss:
         variants.append("ccl_bane_baseline_loss")
+    # Ratios are to the first recipe of --configs, or to CE only when it is the first variant.
+    ratio_base = variants[0] if (args.configs or variants[0] == "ce") else None
     built, batch, steps = build_steps(args, preset, variants)
     measured = measure(args, built, steps, cuda)
     profile = None
     if args.profile:
         profile = profile_steps(steps[args.profile], measured.next_iteration, steps=5, cuda=cuda)
     if not cuda and not args.no_memory:
-        measured.memory = {v: cpu_memory(args, v) for v in variants if v in VARIANTS}
+        recipes = {name for name, _ in args.configs or ()}
+        measured.memory = {v: cpu_memory(args, v) for v in variants if v in VARIANTS or v in recipes}
     return {
         "profile": profile,
         "preset": args.preset,
@@ -444,33 +467,48 @@ def run(args) -> Dict:
         "rounds": args.rounds,
         "opts": list(args.opts),
         "baseline_loss": args.baseline_loss,
+        "configs": dict(args.configs) if args.configs else None,
+        "ratio_base": ratio_base,
         "loadavg_1m": os.getloadavg()[0],
-        "variants": variant_entries(measured, cuda),
+        "variants": variant_entries(measured, cuda, ratio_base),
     }
 
 
 def format_table(result: Dict) -> str:
     """Plain-text table of a result dict."""
+    configs = result.get("configs")
+    what = ", ".join(f"{k}={v}" for k, v in configs.items()) if configs else result["config"]
     lines = [
-        f"{result['preset']}: {result['config']}, batch {result['batch']}, {result['size'][0]}x"
+        f"{result['preset']}: {what}, batch {result['batch']}, {result['size'][0]}x"
         f"{result['size'][1]}, {result['device']}, {result['threads']} threads, "
         f"{result['rounds']} interleaved rounds after {result['warmup']} warm-up steps",
-        f"{'variant':<29} {'median ms':>10} {'IQR ms':>15} {'x CE':>6} {'CPU ms':>8} {'x CE':>6} "
-        f"{'peak step MiB':>14} {'state MiB':>10} {'mem x CE':>9}",
+        f"ratios to: {LABELS.get(result['ratio_base'], result['ratio_base'])}",
+        f"{'variant':<29} {'median ms':>10} {'IQR ms':>15} {'x':>6} {'CPU ms':>8} {'x':>6} "
+        f"{'peak step MiB':>14} {'state MiB':>10} {'mem x':>9}",
     ]
     for v, e in result["variants"].items():
         iqr = f"{e['q1_ms']:.0f}-{e['q3_ms']:.0f}"
-        ratio = f"{e['time_ratio_to_ce']:.3f}" if "time_ratio_to_ce" in e else "-"
+        ratio = f"{e['time_ratio']:.3f}" if "time_ratio" in e else "-"
         peak = f"{e['peak_delta_bytes'] / 2**20:.0f}" if "peak_delta_bytes" in e else "-"
         state = f"{e['state_bytes'] / 2**20:.1f}" if "state_bytes" in e else "-"
-        mem = f"{e['memory_ratio_to_ce']:.3f}" if "memory_ratio_to_ce" in e else "-"
-        cpu_ratio = f"{e['cpu_ratio_to_ce']:.3f}" if "cpu_ratio_to_ce" in e else "-"
+        mem = f"{e['memory_ratio']:.3f}" if "memory_ratio" in e else "-"
+        cpu_ratio = f"{e['cpu_ratio']:.3f}" if "cpu_ratio" in e else "-"
         lines.append(
-            f"{LABELS[v]:<29} {e['median_ms']:>10.1f} {iqr:>15} {ratio:>6} "
+            f"{LABELS.get(v, v):<29} {e['median_ms']:>10.1f} {iqr:>15} {ratio:>6} "
             f"{e['cpu_median_ms']:>8.1f} {cpu_ratio:>6} {peak:>14} {state:>10} {mem:>9}"
             + (f" {e['host_syncs_per_step']:>3} host syncs" if "host_syncs_per_step" in e else "")
         )
     return "\n".join(lines)
+
+
+def recipe_arg(text: str) -> Tuple[str, str]:
+    """``NAME=CONFIG`` of ``--configs``: the config file must exist."""
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=CONFIG")
+    if not os.path.isfile(os.path.join(ROOT, path)):
+        raise argparse.ArgumentTypeError(f"{text!r}: no config file {path}")
+    return name, path
 
 
 def parse_args(argv=None):
@@ -481,6 +519,13 @@ def parse_args(argv=None):
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--warmup", type=int, default=3, help="warm-up steps per variant")
     parser.add_argument("--rounds", type=int, default=20, help="timed steps per variant")
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        type=recipe_arg,
+        metavar="NAME=CONFIG",
+        help="time these recipes (config files) against each other instead of --variants",
+    )
     parser.add_argument("--batch", type=int, help="override the preset's batch size")
     parser.add_argument("--size", type=int, nargs=2, help="override the preset's input H W")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (CPU)")
@@ -501,9 +546,12 @@ def parse_args(argv=None):
         help="after timing, print a torch.profiler table of 5 steps of this variant",
     )
     parser.add_argument("--json", help="write the result here")
-    parser.add_argument("--memory-child", choices=list(VARIANTS), help=argparse.SUPPRESS)
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides (all variants)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.opts[:1] == ["--"]:  # overrides after --configs NAME=CONFIG ... --
+        args.opts = args.opts[1:]
+    return args
 
 
 def main(argv=None) -> int:

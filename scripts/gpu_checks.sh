@@ -8,7 +8,7 @@
 #   5. deploy/export_onnx.py parity: ONNX Runtime vs PyTorch on CUDA (strict float32),
 #   6. tools/train_net.py on CamVid with AMP for the three networks, then multi-scale + flip eval,
 #   7. the lite0 CamVid recipe (ImageNet EfficientNet-Lite0) at the paper's schedule, CE only vs
-#      Contextrast, seed 0.
+#      the head recipe (the lite0 default config's placement), seed 0.
 # Sections are independent (a failure is logged, the next one runs) and time-boxed; results go to
 # $OUT (default output/gpu_checks): gpu_checks.log and one JSON per benchmark.
 #
@@ -86,9 +86,10 @@ for net in hrnet_w48 ocrnet_hrnet_w48 deeplabv3_r101; do
         TEST.AUG.ENABLED True DATALOADER.NUM_WORKERS 6 OUTPUT_DIR "$WORK/camvid_$net"
 done
 # The lite0 recipe at the paper's CamVid schedule (6000 iterations of batch 16, 360x480 crops,
-# AMP; configs/camvid/study/lite0_gpu_*.yaml): CE only and Contextrast (the recipe of
-# configs/camvid/lite0_deeplabv3plus_contextrast.yaml), seed 0, side by side on the one GPU
-# (lite0 leaves most of it idle), about 10 minutes for both. Full CamVid (122 MB of PNG) exceeds
+# AMP; configs/camvid/study/lite0_gpu_*.yaml): CE only and the head recipe (projection heads on
+# the DeepLabV3+ head's features, as configs/camvid/lite0_deeplabv3plus_contextrast.yaml), seed
+# 0, side by side on the one GPU (lite0 leaves most of it idle), about 10 minutes for both (an
+# estimate). Full CamVid (122 MB of PNG) exceeds
 # the device upload limit: carry .gpu/camvid_webp (`python scripts/camvid_webp.py pack
 # $DETECTRON2_DATASETS/camvid .gpu/camvid_webp`, about 20 MB), unpacked here to PNG.
 if [ -d .gpu/camvid_webp ] && [ ! -d "${DETECTRON2_DATASETS:-/nonexistent}/camvid/trainannot" ]; then
@@ -97,10 +98,13 @@ if [ -d .gpu/camvid_webp ] && [ ! -d "${DETECTRON2_DATASETS:-/nonexistent}/camvi
 fi
 [ -f output/pretrained/efficientnet_lite0.pth ] ||
     $PY tools/convert_pretrained.py --output output/pretrained/efficientnet_lite0.pth >>"$LOG" 2>&1
-LITE0="$PY bench/camvid_study.py --preset lite0_gpu --seeds 0 --output-dir $WORK/lite0_gpu"
-section lite0-paper-schedule 600 bash -c "$LITE0 --settings ce --report $WORK/ce.md & \
-    $LITE0 --settings ccl_bane --report $WORK/ccl_bane.md & wait; \
-    $LITE0 --settings ce ccl_bane --report-only --report $OUT/camvid_lite0_study_gpu.md; \
-    cp $WORK/lite0_gpu/results.json $OUT/camvid_lite0_study_gpu.json"
+LITE0="$PY bench/camvid_study.py --preset lite0_gpu --seeds 0"
+section lite0-paper-schedule 600 bash -c "$LITE0 --settings ce --output-dir $WORK/lite0_gpu \
+    --report $WORK/ce.md & \
+    $LITE0 --settings ccl_bane --tag head --output-dir $WORK/lite0_gpu_head --report $WORK/head.md \
+        MODEL.CONTEXTRAST.FEATURE_SOURCE head MODEL.CONTEXTRAST.IN_FEATURES \"['aspp','decoder']\" \
+        MODEL.CONTEXTRAST.LAYER_WEIGHTS \"[0.4,1.0]\" & wait; \
+    cp $WORK/lite0_gpu/results.json $OUT/camvid_lite0_gpu_ce.json; \
+    cp $WORK/lite0_gpu_head/results.json $OUT/camvid_lite0_gpu_head.json"
 
 grep -h "copypaste\|host syncs\|x CE\|scipy/this\|share median\|Parity\|exit" "$LOG" | tail -n 60
