@@ -9,8 +9,9 @@ run; it ranks options and explains results, it does not predict mIoU.
         --variant paper --variant cap01 MODEL.CONTEXTRAST.GRAD_RATIO_CAP 0.1 \\
         --output docs/results/screen.md [KEY VALUE ...]      # overrides for every cell
 
-Every cell draws the same training batches (``SEED``) at the checkpoint's iteration (0 for a
-backbone-only checkpoint), so rows differ only by the variant.
+Every cell draws the same training batches (``SEED``) at the iteration training would run next
+from the checkpoint (its ``iteration`` + 1; 0 for a backbone-only checkpoint), so rows differ
+only by the variant.
 """
 
 import argparse
@@ -93,15 +94,16 @@ def main(argv=None) -> int:
         weights_name, path = spec.split("=", 1)
         for name, *opts in args.variant:
             cfg = load_config(args.config_file, list(args.opts) + opts, weights=path, device="cpu")
-            rows, iteration, alpha = measure_config(cfg, args.num_batches)
+            rows, setting = measure_config(cfg, args.num_batches)
             cells.append(
                 {
                     "variant": name,
                     "overrides": opts,
                     "weights_name": weights_name,
                     "weights": path,
-                    "iteration": iteration,
-                    "alpha": alpha,
+                    "iteration": setting.iteration,
+                    "alpha": setting.alpha,
+                    "grad_scale": setting.grad_scale,
                     "rows": [vars(r) for r in rows],
                 }
             )

@@ -49,7 +49,9 @@ def sign_flip_p(deltas: Sequence[float]) -> float:
     """Exact two-sided p-value of the paired sign-flip (permutation) test of mean 0."""
     observed = abs(sum(deltas))
     flips = list(itertools.product((1, -1), repeat=len(deltas)))
-    hits = sum(abs(sum(s * d for s, d in zip(signs, deltas))) >= observed - 1e-12 for signs in flips)
+    hits = sum(
+        abs(sum(s * d for s, d in zip(signs, deltas))) >= observed - 1e-12 for signs in flips
+    )
     return hits / len(flips)
 
 
@@ -118,9 +120,14 @@ def class_rows(base: Dict[int, Dict], compared: Dict[str, Dict[int, Dict]]) -> L
         for n in names:
             runs = compared[n]
             vm, vsd = mean_std(r["per_class_IoU"][c] for r in runs.values())
-            d = [runs[s]["per_class_IoU"][c] - base[s]["per_class_IoU"][c] for s in runs if s in base]
+            d = [
+                runs[s]["per_class_IoU"][c] - base[s]["per_class_IoU"][c] for s in runs if s in base
+            ]
             dm, dsd = mean_std(d)
-            cells += [f"{vm:.1f} +- {vsd:.1f}", f"{dm:+.1f} +- {dsd:.1f} ({sum(x > 0 for x in d)}/{len(d)})"]
+            cells += [
+                f"{vm:.1f} +- {vsd:.1f}",
+                f"{dm:+.1f} +- {dsd:.1f} ({sum(x > 0 for x in d)}/{len(d)})",
+            ]
         lines.append(f"| {c} | " + " | ".join(cells) + " |")
     return lines
 

@@ -453,7 +453,9 @@ def run(args) -> Dict:
         profile = profile_steps(steps[args.profile], measured.next_iteration, steps=5, cuda=cuda)
     if not cuda and not args.no_memory:
         recipes = {name for name, _ in args.configs or ()}
-        measured.memory = {v: cpu_memory(args, v) for v in variants if v in VARIANTS or v in recipes}
+        measured.memory = {
+            v: cpu_memory(args, v) for v in variants if v in VARIANTS or v in recipes
+        }
     return {
         "profile": profile,
         "preset": args.preset,

@@ -152,7 +152,13 @@ def open_capture(args):
 
 def main(argv=None) -> int:
     """CLI entry point; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        parser.error(
+            f"--output {args.output} is a file: --output names the folder the labels and "
+            "overlays are written to"
+        )
     setup_logging()
     try:
         if args.onnx:

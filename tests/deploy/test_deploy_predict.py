@@ -13,13 +13,16 @@ import cv2
 import numpy as np
 import onnx
 import pytest
+import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from helpers import DEMO_CONFIG, ROOT, subprocess_env, tool
+from helpers import BASELINE_CONFIG, DEMO_CONFIG, ROOT, subprocess_env, tool
 
 from contextrast.config import load_config
 from contextrast.export import (
     OnnxModelError,
     Predictor,
+    build_inference_model,
+    jitter_weights,
     metadata_from_config,
     ort_session,
     read_bgr,
@@ -165,6 +168,16 @@ def test_bad_inputs_name_the_file(contextrast_onnx, tmp_path):
     assert proc.returncode != 0 and "no.mp4: no such video file" in proc.stderr
 
 
+def test_output_naming_a_file_is_a_clear_error(tmp_path):
+    existing = tmp_path / "labels.png"
+    existing.write_bytes(b"a file the user has")
+    proc = predict("--onnx", str(tmp_path / "model.onnx"), "--input", str(tmp_path),
+                   "--output", str(existing), check=False)  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"--output {existing} is a file: --output names the folder" in proc.stderr
+    assert existing.read_bytes() == b"a file the user has"
+
+
 def write_random_images(folder, sizes) -> list:
     """PNG files of random pixels, one per (height, width) in ``sizes``."""
     rng = np.random.default_rng(0)
@@ -176,26 +189,73 @@ def write_random_images(folder, sizes) -> list:
     return paths
 
 
-def test_static_onnx_resizes_images_to_its_input_and_back(static_onnx, tmp_path):
-    session = ort_session(static_onnx)
+# A network whose static-shape prediction has fine structure, so that resizing its logits with
+# nearest-neighbour instead of bilinear interpolation changes 5-8% of the labels (a random demo
+# network predicts one class on 97-100% of the pixels, and any resize agrees there): logits at
+# stride 4 (DeepLabV3+ head on res2 and res5), a classifier of unit-variance weights, and its bias
+# centring each logit over a random image, so that the argmax follows the features' variation.
+STRUCTURED_OPTS = [
+    "MODEL.SEM_SEG_HEAD.NAME", "SplitDeepLabV3PlusHead",
+    "MODEL.SEM_SEG_HEAD.IN_FEATURES", "['res2', 'res5']",
+    "MODEL.SEM_SEG_HEAD.PROJECT_FEATURES", "['res2']",
+    "MODEL.SEM_SEG_HEAD.PROJECT_CHANNELS", "[16]",
+    "MODEL.SEM_SEG_HEAD.COMMON_STRIDE", "4",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def structured_static_onnx(tmp_path_factory) -> str:
+    """Static 1x3x64x96 export of the network described above."""
+    folder = tmp_path_factory.mktemp("structured")
+    torch.manual_seed(0)
+    model = jitter_weights(build_inference_model(load_config(BASELINE_CONFIG, STRUCTURED_OPTS)))
+    predictor = model.sem_seg_head.predictor
+    torch.nn.init.normal_(predictor.weight, std=1.0)
+    features = []
+    hook = predictor.register_forward_hook(lambda module, inputs, output: features.append(inputs))
+    with torch.no_grad():
+        image = torch.randint(0, 256, (1, 3, 64, 96), generator=torch.Generator().manual_seed(1))
+        model.forward_logits(image.float())
+        hook.remove()
+        mean = features[0][0].mean(dim=(0, 2, 3))
+        predictor.bias.copy_(-predictor.weight[:, :, 0, 0] @ mean)
+    weights = str(folder / "structured.pth")
+    torch.save({"model": model.state_dict()}, weights)
+    path = str(folder / "structured.onnx")
+    argv = ["--config-file", BASELINE_CONFIG, "--weights", weights, "--output", path,
+            "--height", "64", "--width", "96", "--exporter", "torchscript"]  # fmt: skip
+    assert export_onnx.main(argv + STRUCTURED_OPTS) == 0
+    return path
+
+
+def test_static_onnx_resizes_images_to_its_input_and_back(structured_static_onnx, tmp_path):
+    session = ort_session(structured_static_onnx)
     height, width = session.get_inputs()[0].shape[2:]
     paths = write_random_images(tmp_path, [(50, 70), (90, 130), (height, width)])
-    proc = predict("--onnx", static_onnx, "--input", *paths, "--output", str(tmp_path / "out"))
+    proc = predict("--onnx", structured_static_onnx, "--input", *paths, "--output",
+                   str(tmp_path / "out"))  # fmt: skip
     assert "3 images with ort-cpu" in proc.stdout
     assert proc.stdout.count(f"static input size {height}x{width}: images are resized") == 1
-    meta = read_metadata(static_onnx)
+    meta = read_metadata(structured_static_onnx)
     for path in paths:
         image = cv2.imread(path)
         # Reference with OpenCV's resize, both ways (the tool resizes with torch).
         x = cv2.resize(image.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
         x = x[:, :, ::-1] if meta.input_format == "RGB" else x
         logits = session.run(None, {"images": np.ascontiguousarray(x.transpose(2, 0, 1)[None])})
-        back = [cv2.resize(c, image.shape[1::-1], interpolation=cv2.INTER_LINEAR)
-                for c in logits[0][0]]  # fmt: skip
+        size = image.shape[1::-1]
+        back = [cv2.resize(c, size, interpolation=cv2.INTER_LINEAR) for c in logits[0][0]]
+        reference = np.argmax(back, axis=0)
         stem = os.path.splitext(os.path.basename(path))[0]
         labels = cv2.imread(str(tmp_path / "out" / f"{stem}_labels.png"), cv2.IMREAD_UNCHANGED)
         assert labels.shape == image.shape[:2]
-        assert np.mean(labels == np.argmax(back, axis=0)) >= 0.99
+        assert np.mean(labels == reference) >= 0.99
+        # The comparison can tell the interpolations apart: no class dominates, and resizing
+        # the logits nearest-neighbour would fail it (where the image is resized at all).
+        assert np.bincount(reference.ravel()).max() < 0.5 * reference.size
+        if image.shape[:2] != (height, width):
+            nearest = [cv2.resize(c, size, interpolation=cv2.INTER_NEAREST) for c in logits[0][0]]
+            assert np.mean(np.argmax(nearest, axis=0) == reference) < 0.98
 
 
 def test_static_batch_of_several_images_is_a_clear_error(tmp_path):

@@ -7,7 +7,12 @@ import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from helpers import DEMO_CONFIG, TINY_OPTS, demo_cfg, run, tail, train_net_cmd
 
-from contextrast.config import UnknownConfigKeyError, get_contextrast_cfg, merge_config
+from contextrast.config import (
+    UnknownConfigKeyError,
+    get_contextrast_cfg,
+    load_config,
+    merge_config,
+)
 from contextrast.engine import ContextrastTrainer
 
 
@@ -68,13 +73,24 @@ def test_train_net_reports_misspelled_key(tmp_path):
     assert not os.path.exists(os.path.join(str(tmp_path), "metrics.json"))
 
 
-# ---- invalid Contextrast values, caught when the model is built ------------------------------
+# ---- invalid Contextrast values: caught where the config is loaded, or at model build ---------
 @pytest.mark.parametrize(
     "opts, key",
     [
         (["MODEL.CONTEXTRAST.IN_FEATURES", "['res2', 'res3', 'res4', 'res6']"], "res6"),
         (["MODEL.CONTEXTRAST.IN_FEATURES", "['res5', 'res2']",
-          "MODEL.CONTEXTRAST.LAYER_WEIGHTS", "[0.1, 1.0]"], "must not decrease"),
+          "MODEL.CONTEXTRAST.LAYER_WEIGHTS", "[0.1, 1.0]"], "shallowest first"),
+    ],
+)  # fmt: skip
+def test_contextrast_features_the_network_lacks_fail_model_build(opts, key):
+    cfg = demo_cfg(*TINY_OPTS, *opts)
+    with pytest.raises(ValueError, match=key.replace("[", r"\[")):
+        ContextrastTrainer.build_model(cfg)
+
+
+@pytest.mark.parametrize(
+    "opts, key",
+    [
         (["MODEL.CONTEXTRAST.IN_FEATURES", "['res2', 'res5', 'res5']",
           "MODEL.CONTEXTRAST.LAYER_WEIGHTS", "[0.1, 0.4, 1.0]"], "distinct"),
         (["MODEL.CONTEXTRAST.IN_FEATURES", "[]", "MODEL.CONTEXTRAST.LAYER_WEIGHTS", "[]"],
@@ -98,18 +114,33 @@ def test_train_net_reports_misspelled_key(tmp_path):
         (["MODEL.CONTEXTRAST.PROJ_DIM", "0"], "PROJ_DIM"),
     ],
 )  # fmt: skip
-def test_invalid_contextrast_value_fails_model_build(opts, key):
-    cfg = demo_cfg(*TINY_OPTS, *opts)
+def test_invalid_contextrast_value_fails_at_load(opts, key):
     with pytest.raises(ValueError, match=key.replace(".", r"\.").replace("[", r"\[")):
-        ContextrastTrainer.build_model(cfg)
+        demo_cfg(*TINY_OPTS, *opts)
 
 
 def test_yaml_nan_weight_is_rejected(tmp_path):
-    """YAML can spell NaN (the command line cannot); NaN compares False with everything."""
-    cfg = get_contextrast_cfg()
-    merge_config(cfg, _yaml(tmp_path, "MODEL:\n  CONTEXTRAST:\n    LOSS_WEIGHT: .nan\n"), TINY_OPTS)
-    with pytest.raises(ValueError, match="LOSS_WEIGHT"):
-        ContextrastTrainer.build_model(cfg)
+    """NaN compares False with everything: YAML spells it .nan, the command line nan."""
+    path = _yaml(tmp_path, "MODEL:\n  CONTEXTRAST:\n    LOSS_WEIGHT: .nan\n")
+    with pytest.raises(ValueError, match="LOSS_WEIGHT = nan: expected a finite number >= 0"):
+        load_config(path, TINY_OPTS)
+    with pytest.raises(ValueError, match="LOSS_WEIGHT = nan: expected a finite number >= 0"):
+        demo_cfg("MODEL.CONTEXTRAST.LOSS_WEIGHT", "nan")
+
+
+def test_bad_value_on_resume_leaves_the_run_folder_alone(tmp_path):
+    """A bad override fails where the config is loaded, before train_net writes config.yaml or
+    log.txt into the run folder it would resume."""
+    out = tmp_path / "run"
+    out.mkdir()
+    before = {"config.yaml": "the config the run trained with\n", "log.txt": "its log\n"}
+    for name, text in before.items():
+        (out / name).write_text(text)
+    log = str(tmp_path / "stdout.txt")
+    cmd = train_net_cmd(str(out), TINY_OPTS + ["MODEL.CONTEXTRAST.START_ITER", "-1"], resume=True)
+    assert run(cmd, log, timeout=300).returncode != 0
+    assert "MODEL.CONTEXTRAST.START_ITER = -1: expected an integer >= 0" in tail(log, 5)
+    assert {p.name: p.read_text() for p in out.iterdir()} == before
 
 
 def test_unknown_projection_head_names_registry():

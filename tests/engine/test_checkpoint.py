@@ -7,7 +7,11 @@ import torch
 from detectron2.modeling import build_model
 from helpers import TINY_OPTS, demo_cfg
 
-from contextrast.checkpoint import CheckpointMismatchError, ContextrastCheckpointer
+from contextrast.checkpoint import (
+    CheckpointMismatchError,
+    ContextrastCheckpointer,
+    UnreadableCheckpointError,
+)
 
 
 def _model(*opts, seed=0):
@@ -70,10 +74,21 @@ def test_truncated_checkpoint_error_names_file_and_alternatives(tmp_path):
     truncated = os.path.join(str(tmp_path), "model_0000009.pth")
     with open(truncated, "wb") as f:
         f.write(data[: len(data) // 2])
-    with pytest.raises(RuntimeError) as info:
+    with pytest.raises(UnreadableCheckpointError) as info:
         ContextrastCheckpointer(_model(), str(tmp_path)).load(truncated)
     msg = str(info.value)
     assert truncated in msg and "truncated" in msg and "model_0000004.pth" in msg
+
+
+def test_missing_and_empty_checkpoints_are_named(tmp_path):
+    checkpointer = ContextrastCheckpointer(_model(), str(tmp_path))
+    missing = str(tmp_path / "missing.pth")
+    with pytest.raises(FileNotFoundError, match=f"Checkpoint {missing} not found"):
+        checkpointer.load(missing)
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    with pytest.raises(UnreadableCheckpointError, match=f"{empty} \\(the file is empty\\)"):
+        checkpointer.load(str(empty))
 
 
 # ---- strict loading -------------------------------------------------------------------------

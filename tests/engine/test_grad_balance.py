@@ -19,7 +19,13 @@ from helpers import (
     training_batch,
 )
 
-from contextrast.engine.grad_balance import format_table, gradient_balance, parameter_groups
+from contextrast.config import load_config
+from contextrast.engine.grad_balance import (
+    format_table,
+    gradient_balance,
+    measure_config,
+    parameter_groups,
+)
 
 C = "MODEL.CONTEXTRAST."
 
@@ -102,3 +108,56 @@ def test_tool_names_the_problem_instead_of_a_trace(tmp_path):
     proc = _run_tool("--config-file", DEMO_CONFIG, "--weights", str(wrong))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "predictor" in proc.stderr and str(wrong) in proc.stderr
+
+
+def _demo_checkpoint(path, iteration: int) -> str:
+    """A demo-model checkpoint as training writes it after finishing ``iteration``."""
+    torch.manual_seed(0)
+    model = build_model(demo_cfg(*SMALL_HEADS_OPTS))
+    torch.save({"model": model.state_dict(), "iteration": iteration}, path)
+    return str(path)
+
+
+def test_measures_at_the_iteration_training_runs_next(tmp_path):
+    """A checkpoint's iteration is the last one it finished; a resumed run continues at the next:
+    alpha's ramp and the gate's are taken there (WARMUP_ITERS 10, START_ITER 5)."""
+    weights = _demo_checkpoint(tmp_path / "model_0000004.pth", iteration=4)
+    opts = [*SMALL_HEADS_OPTS, C + "WARMUP_ITERS", "10", C + "START_ITER", "5"]
+    cfg = load_config(DEMO_CONFIG, opts, weights=weights)
+    rows, setting = measure_config(cfg, num_batches=1)
+    assert setting.iteration == 5
+    assert setting.alpha == pytest.approx(0.1 * 6 / 10)  # LOSS_WEIGHT 0.1, ramped from 0
+    assert setting.grad_scale == pytest.approx(1 / 10)  # the gate opens at START_ITER 5
+    assert "iteration 5 (alpha 0.06, gradient into the network x 0.1)" in setting.describe()
+    assert {r.group: r for r in rows}["shared"].contrast_norm > 0
+
+
+def test_before_start_iter_the_header_says_why_the_rows_are_zero():
+    cfg = load_config(DEMO_CONFIG, [*SMALL_HEADS_OPTS, C + "START_ITER", "1000"])
+    rows, setting = measure_config(cfg, num_batches=1)
+    assert setting.iteration == 0 and setting.grad_scale == 0
+    assert all(r.contrast_norm == 0 for r in rows)
+    assert "before MODEL.CONTEXTRAST.START_ITER = 1000: no contrastive gradient" in (
+        setting.describe()
+    )
+    with pytest.raises(ValueError, match="iteration = -5: expected a training iteration >= 0"):
+        measure_config(cfg, num_batches=1, iteration=-5)
+
+
+def test_tool_names_missing_and_unreadable_checkpoints(tmp_path):
+    proc = _run_tool("--config-file", DEMO_CONFIG, "--iteration", "-5")
+    assert proc.returncode == 2 and "--iteration: -5: expected a training iteration >= 0" in (
+        proc.stderr
+    )
+    messages = {}
+    for name, content in (("missing.pth", None), ("empty.pth", b"")):
+        path = tmp_path / name
+        if content is not None:
+            path.write_bytes(content)
+        proc = _run_tool("--config-file", DEMO_CONFIG, "--weights", str(path))
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        messages[name] = proc.stderr
+    assert f"Checkpoint {tmp_path / 'missing.pth'} not found" in messages["missing.pth"]
+    assert f"Cannot read checkpoint {tmp_path / 'empty.pth'} (the file is empty)" in (
+        messages["empty.pth"]
+    )

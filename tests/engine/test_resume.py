@@ -6,15 +6,19 @@ every iteration (losses, learning rate), bitwise-identical final weights and opt
 
 import glob
 import os
+import shutil
 import signal
 import subprocess
 import sys
 
 from helpers import (
+    LOSS_KEYS,
     ROOT,
     RUN_OPTS,
     assert_same_run,
+    assert_same_tensors,
     last_checkpoint,
+    load_checkpoint,
     read_metrics,
     run,
     subprocess_env,
@@ -102,3 +106,43 @@ def test_kill_during_save_never_leaves_a_checkpoint_that_resume_picks(reference_
     assert f"Loading from {os.path.join(out, first)}" in text
     assert f"Removing {partial[0]}" in text and not os.path.exists(partial[0])
     _assert_continues_reference(out, reference_run, PERIOD - 1)
+
+
+# The balance options: no state between steps, so a resumed run is exact (docs/design_decisions.md).
+# The gate opens at START_ITER 2 and ramps, with alpha, over 3 iterations; the run resumes at
+# iteration 3, inside both ramps, with the cap at work.
+C = "MODEL.CONTEXTRAST."
+BALANCE_OPTS = RUN_OPTS + [
+    "SOLVER.MAX_ITER", "6",
+    "SOLVER.CHECKPOINT_PERIOD", "3",
+    C + "START_ITER", "2",
+    C + "WARMUP_ITERS", "3",
+    C + "GRAD_RATIO_CAP", "0.5",
+]  # fmt: skip
+
+
+def test_resume_is_exact_with_start_iter_and_grad_ratio_cap(tmp_path):
+    straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+    log = str(tmp_path / "stdout.txt")
+    assert run(train_net_cmd(straight, BALANCE_OPTS), log, timeout=600).returncode == 0, tail(log)
+    # Resume from the straight run's checkpoint after iteration 2, in a folder of its own.
+    os.makedirs(resumed)
+    shutil.copy(os.path.join(straight, "model_0000002.pth"), resumed)
+    with open(os.path.join(resumed, "last_checkpoint"), "w") as f:
+        f.write("model_0000002.pth")
+    result = run(train_net_cmd(resumed, BALANCE_OPTS, resume=True), log, timeout=600)
+    assert result.returncode == 0, tail(log)
+    assert "Starting training from iteration 3" in tail(log, 200)
+    ours, reference = read_metrics(resumed), read_metrics(straight)
+    assert sorted(ours) == [3, 4, 5]
+    cap = "contrast/grad_cap_scale_res5"  # logged at t: the scale of t - 1's backward pass
+    for it in ours:
+        for key in LOSS_KEYS + ((cap,) if it > 3 else ()):  # the resumed run's first has none
+            assert ours[it][key] == reference[it][key], (it, key)
+    assert cap not in reference[2]  # nothing to cap before START_ITER
+    assert all(0 < reference[it][cap] < 1 for it in (3, 4, 5))  # the cap at work
+    final, ref_final = (
+        load_checkpoint(os.path.join(d, "model_final.pth")) for d in (resumed, straight)
+    )
+    assert_same_tensors(final["model"], ref_final["model"], "model")
+    assert_same_tensors(final["trainer"], ref_final["trainer"], "trainer")

@@ -8,7 +8,14 @@ the ``deploy`` scripts) on the import path.
 """
 
 from .configs import SMALL_HEADS_OPTS, TINY_OPTS, demo_cfg, tiny_model, training_batch
-from .numeric import FP32_ATOL, FP32_RTOL, TF32_RTOL, assert_close_to_reference
+from .numeric import (
+    FP32_ATOL,
+    FP32_RTOL,
+    TF32_RTOL,
+    UPDATE_RTOL,
+    assert_close_to_reference,
+    assert_updates_close,
+)
 from .paths import (
     BASELINE_CONFIG,
     CONFIGS_DIR,
@@ -52,9 +59,11 @@ __all__ = [
     "TF32_RTOL",
     "TINY_OPTS",
     "TRAIN_NET",
+    "UPDATE_RTOL",
     "assert_close_to_reference",
     "assert_same_run",
     "assert_same_tensors",
+    "assert_updates_close",
     "demo_cfg",
     "free_port",
     "last_checkpoint",

@@ -15,6 +15,7 @@ from helpers import (
     training_batch,
 )
 
+from contextrast.checkpoint import TRAINING_ONLY_PREFIX as TRAINING_ONLY
 from contextrast.modeling import ContextrastCriterion
 from contextrast.modeling.contrast import ContrastGradientGate, scale_gradient
 
@@ -93,20 +94,58 @@ def test_gate_rejects_bad_values_naming_the_key(key, kwargs):
         ContrastGradientGate(**kwargs)
 
 
-def test_start_iter_moves_the_warm_up_ramp():
-    cfg = demo_cfg(C + "START_ITER", "100", C + "WARMUP_ITERS", "10", C + "LOSS_WEIGHT", "0.1")
-    criterion = ContextrastCriterion(cfg)
-    # Before START_ITER the heads train at the full alpha (on detached features).
-    assert criterion.effective_weight(50) == pytest.approx(0.1)
-    assert criterion.effective_weight(100) == pytest.approx(0.01)
-    assert criterion.effective_weight(104) == pytest.approx(0.05)
-    assert criterion.effective_weight(500) == pytest.approx(0.1)
+def test_start_iter_ramps_the_gradient_into_the_network_not_alpha():
+    """alpha ramps from iteration 0 and START_ITER does not reset it; the gate's multiplier is 0
+    before START_ITER and ramps over WARMUP_ITERS from it (checked on the gradient itself)."""
+    start, warmup = 4, 10
+    cfg = demo_cfg(C + "START_ITER", str(start), C + "WARMUP_ITERS", str(warmup),
+                   C + "LOSS_WEIGHT", "0.1", C + "FEATURE_GRAD_SCALE", "0.5")  # fmt: skip
+    criterion, gate = ContextrastCriterion(cfg), ContrastGradientGate(cfg)
+    half = start + warmup // 2
+    expected = {  # iteration: (alpha, multiplier of the heads' gradient into the network)
+        start - 1: (0.1 * start / warmup, 0.0),
+        start: (0.1 * (start + 1) / warmup, 0.5 * 1 / warmup),
+        half: (0.1 * min(1.0, (half + 1) / warmup), 0.5 * (warmup // 2 + 1) / warmup),
+        start + warmup - 1: (0.1, 0.5),
+    }
+    for iteration, (alpha, scale) in expected.items():
+        assert criterion.effective_weight(iteration) == pytest.approx(alpha), iteration
+        grad, g_ce, g_con, head_grad = _two_paths(gate, iteration=iteration)
+        assert head_grad is not None and head_grad.abs() > 0  # the heads learn throughout
+        if scale == 0:
+            assert torch.equal(grad, g_ce), iteration
+        else:
+            assert_close_to_reference(
+                grad, g_ce + scale * g_con, rtol=FP32_RTOL, what=str(iteration)
+            )
+    # With START_ITER 0 the ramp of alpha already starts the network's gradient from 0: no
+    # second ramp in the gate.
+    gate = ContrastGradientGate(warmup_iters=warmup)  # START_ITER 0
+    assert gate.is_identity and gate.scale_at(0) == 1.0
 
 
-@pytest.mark.parametrize("key, value", [("START_ITER", "-3"), ("DETACH_ANCHORS", "1")])
-def test_criterion_rejects_bad_values_naming_the_key(key, value):
-    with pytest.raises(ValueError, match=f"MODEL.CONTEXTRAST.{key}"):
-        ContextrastCriterion(demo_cfg(C + key, value))
+def _criterion_kwargs(**changes):
+    """The demo config's criterion arguments, with ``changes``, bypassing the config (and yacs'
+    type checks): what a caller that builds the criterion itself passes."""
+    kwargs = ContextrastCriterion.from_config(demo_cfg())
+    kwargs.update(changes)
+    return kwargs
+
+
+@pytest.mark.parametrize(
+    "key, changes",
+    [
+        ("WARMUP_ITERS", {"warmup_iters": -3}),
+        ("DETACH_ANCHORS", {"detach_anchors": 1}),
+        ("DETACH_ANCHORS", {"detach_anchors": "1"}),
+        ("LAYER_WEIGHTS", {"layer_weights": [0.1, 0.4, math.nan, 1.0]}),
+        ("TEMPERATURE", {"temperature": math.inf}),
+        ("BANE.TIE_BREAK", {"bane_tie_break": "left"}),
+    ],
+)
+def test_criterion_rejects_bad_values_naming_the_key(key, changes):
+    with pytest.raises(ValueError, match=f"MODEL.CONTEXTRAST.{key} = "):
+        ContextrastCriterion(**_criterion_kwargs(**changes))
 
 
 def _pixels_with_gradient(detach: bool) -> int:
@@ -151,12 +190,16 @@ def test_head_features_feed_the_projection_heads_and_leave_inference_alone():
     # Through the ASPP output, the contrastive gradient reaches the head's ASPP and the backbone.
     assert model.sem_seg_head.aspp.convs[0].weight.grad.abs().sum() > 0
     assert model.backbone.stem.conv1.weight.grad.abs().sum() > 0
-    # Inference is the baseline's network: same weights give the same logits.
-    inference = {k: v for k, v in model.state_dict().items() if not k.startswith("contrast_")}
-    baseline.load_state_dict(inference)
-    x = torch.rand(1, 3, 64, 64) * 255
+    # Inference is the baseline's network: on the same weights, the export entry point of the
+    # model with projection heads gives what the baseline's eval-mode forward() gives.
+    state = model.state_dict()
+    baseline.load_state_dict({k: v for k, v in state.items() if not k.startswith(TRAINING_ONLY)})
+    x = torch.rand(2, 3, 50, 70) * 255  # not a multiple of the stride: both pad and crop back
     model.eval(), baseline.eval()
-    assert torch.equal(model.forward_logits(x), baseline.forward_logits(x))
+    with torch.no_grad():
+        logits = model.forward_logits(x)
+        reference = torch.stack([r["sem_seg"] for r in baseline([{"image": im} for im in x])])
+    assert_close_to_reference(logits, reference, rtol=FP32_RTOL, what="logits")
 
 
 def test_deeplabv3plus_exposes_aspp_and_decoder_features():
@@ -198,3 +241,49 @@ def test_deeplabv3plus_exposes_aspp_and_decoder_features():
 def test_bad_feature_source_settings_name_the_key(opts, message):
     with pytest.raises(ValueError, match=message):
         build_model(demo_cfg(*SMALL_HEADS_OPTS, *opts))
+
+
+def _contrast_gradients(model, iteration: int):
+    """loss_contrast of the demo batch at a training iteration, and whether its gradient reaches
+    the backbone and the projection heads."""
+    model.zero_grad()
+    torch.manual_seed(0)  # the same dropout masks and samples at every iteration
+    with EventStorage(iteration):
+        loss = model(training_batch())["loss_contrast"]
+    loss.backward()
+
+    def reached(module):
+        return any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+
+    return loss.item(), reached(model.backbone), reached(model.contrast_heads)
+
+
+def test_segmentor_gives_the_gate_and_alpha_the_training_iteration():
+    torch.manual_seed(0)
+    model = build_model(
+        demo_cfg(*SMALL_HEADS_OPTS, C + "START_ITER", "1", C + "WARMUP_ITERS", "10")
+    ).train()
+    loss0, backbone0, heads0 = _contrast_gradients(model, 0)
+    loss5, backbone5, heads5 = _contrast_gradients(model, 5)
+    assert heads0 and heads5
+    assert not backbone0 and backbone5  # the gate opens at START_ITER 1
+    assert loss5 / loss0 == pytest.approx(6.0, rel=1e-5)  # alpha (5 + 1) / 10 vs (0 + 1) / 10
+
+
+def test_cap_scales_reach_the_event_storage():
+    torch.manual_seed(0)
+    cfg = demo_cfg(*SMALL_HEADS_OPTS, C + "GRAD_RATIO_CAP", "0.01", "SOLVER.LOG_PERIOD", "1")
+    model = build_model(cfg).train()
+    with EventStorage(0) as storage:
+        sum(model(training_batch()).values()).backward()
+        storage.step()
+        model(training_batch())  # logs the scales of the previous backward pass
+        logged = {k: v for k, (v, _) in storage.latest().items() if "grad_cap_scale" in k}
+    applied = model.gradient_gate.last_cap_scales
+    assert list(logged) == [
+        f"contrast/grad_cap_scale_{n}" for n in ("res2", "res3", "res4", "res5")
+    ]
+    for name, value in logged.items():
+        assert value == pytest.approx(applied[name.rsplit("_", 1)[-1]].item())
+        assert 0 < value <= 1
+    assert min(logged.values()) < 1  # the cap bound somewhere

@@ -184,6 +184,6 @@ def test_warmup_ramps_alpha():
         ("MODEL.CONTEXTRAST.IN_FEATURES", "['res2', 'res3', 'res4', 'res6']", "res6"),
     ],
 )
-def test_invalid_values_fail_at_build_time(key, value, match):
+def test_invalid_values_are_refused_before_training(key, value, match):
     with pytest.raises(ValueError, match=match):
         build_model(demo_cfg(*SMALL_HEADS_OPTS, key, value))

@@ -1,9 +1,14 @@
 """Config keys of the Contextrast project (the only place where keys are added) and the one
 config loader of every entry point, :func:`load_config`."""
 
+import logging
 from typing import Optional, Sequence
 
 from detectron2.config import CfgNode as CN
+
+from .config_checks import check_contextrast_config
+
+logger = logging.getLogger(__name__)
 
 
 def add_contextrast_config(cfg):
@@ -31,13 +36,16 @@ def add_contextrast_config(cfg):
     cfg.MODEL.CONTEXTRAST.LAYER_WEIGHTS = [0.1, 0.4, 0.7, 1.0]
     # alpha: weight of the pixel-anchor loss in L = L_CE + alpha * L_PA.
     cfg.MODEL.CONTEXTRAST.LOSS_WEIGHT = 0.1
-    # Linear ramp of alpha from 0 over this many iterations, counted from START_ITER (0 = no
-    # warm-up, as in the paper).
+    # Linear ramps over this many iterations (0 = none, as in the paper): alpha from 0 at
+    # iteration 0 (alpha / WARMUP_ITERS at iteration 0, full at WARMUP_ITERS - 1); with
+    # START_ITER > 0 also the gradient the heads send into the network, from 0 at START_ITER
+    # to FEATURE_GRAD_SCALE at START_ITER + WARMUP_ITERS - 1.
     cfg.MODEL.CONTEXTRAST.WARMUP_ITERS = 0
     # Balance between CE and the contrastive term (docs/design_decisions.md, "Balancing the
     # contrastive term"); the defaults are the paper's method. Before this iteration the
-    # projection heads learn from detached features: the segmentation network gets no
-    # contrastive gradient (0 = from the first iteration, as in the paper).
+    # projection heads learn from detached features (at alpha, which START_ITER does not
+    # change): the segmentation network gets no contrastive gradient; from it on the network
+    # gets it, ramped over WARMUP_ITERS (0 = from the first iteration, as in the paper).
     cfg.MODEL.CONTEXTRAST.START_ITER = 0
     # Where IN_FEATURES are read: "backbone" (backbone stages, the paper's encoder layers) or
     # "head" (the segmentation head's own features, e.g. ["aspp", "decoder"] of DeepLabV3+).
@@ -130,6 +138,11 @@ def add_contextrast_config(cfg):
     # (0, 1]; detectron2's Panoptic-DeepLab key and default (add_deeplab_config has none).
     cfg.MODEL.SEM_SEG_HEAD.LOSS_TOP_K = 0.2
 
+    # Run the network in channels-last (NHWC) memory format, weights and activations. Same
+    # arithmetic; on a CPU oneDNN's depthwise convolutions (EfficientNet, depthwise-separable
+    # heads) run about twice as fast in it (bench/README.md, section 1c).
+    cfg.MODEL.CHANNELS_LAST = False
+
     # Checkpoint loading: True = a tensor of another shape or a model tensor missing from the
     # checkpoint is an error (backbone-only and contrast-head-less checkpoints still load).
     cfg.MODEL.WEIGHTS_STRICT = True
@@ -197,24 +210,68 @@ def suggest_config_keys(cfg, key: str, n: int = 3):
     return [k for k in ranked[:n] if scores[k] >= best - 0.1]
 
 
+def _default_of(cfg, key: str):
+    """The current value of a dotted ``key`` of ``cfg``, or None when there is no such key."""
+    node = cfg
+    for name in key.split("."):
+        if not isinstance(node, CN) or name not in node:
+            return None
+        node = node[name]
+    return node
+
+
+def _floats_for_float_keys(cfg, opts: Sequence) -> list:
+    """``KEY VALUE`` pairs with the values of float keys read as Python floats.
+
+    yacs reads ``0`` or ``-1`` as an int and refuses an int for a float key (a type mismatch,
+    where the user needs the key's range), and cannot read ``nan`` / ``inf`` at all; given a
+    float, it keeps it, and the value checks say what is wrong with it.
+    """
+    out = list(opts)
+    for i in range(0, len(out) - 1, 2):
+        value = out[i + 1]
+        if isinstance(_default_of(cfg, str(out[i])), float) and isinstance(value, str):
+            try:
+                out[i + 1] = float(value)
+            except ValueError:
+                pass  # not a number: yacs names the key and the type it expects
+    return out
+
+
 def merge_config(cfg, config_file: str = "", opts=()) -> None:
     """``cfg.merge_from_file(config_file)`` then ``cfg.merge_from_list(opts)``, suggesting the
     closest existing keys when a key is unknown (misspelled, or from another project).
 
+    On the command line a float key takes any number, ``nan`` and ``inf`` included (yacs alone
+    would refuse ``0`` for a float key); in a file it takes a float (``0.0``, ``.nan``).
+
     Raises:
         UnknownConfigKeyError: naming the key, where it came from and the closest keys.
+        ValueError: an integer for a float key in the file, naming the key and the file.
     """
     import re
 
     steps = [
         (f"config file {config_file} (or a _BASE_ it inherits)", cfg.merge_from_file, config_file),
-        ("command line", cfg.merge_from_list, list(opts)),
+        ("command line", cfg.merge_from_list, _floats_for_float_keys(cfg, opts)),
     ]
     for source, merge, arg in steps:
         if not arg:
             continue
         try:
             merge(arg)
+        except ValueError as e:
+            mismatch = re.search(
+                r"\(<class 'float'> vs\. <class 'int'>\) with values \(\S+ vs\. (\S+)\) for "
+                r"config key: (\S+)",
+                str(e),
+            )
+            if mismatch is None:
+                raise
+            value, key = mismatch.groups()
+            raise ValueError(
+                f"{key} = {value} in the {source}: the key takes a float, write {value}.0"
+            ) from None
         except (KeyError, AssertionError) as e:
             # yacs: KeyError "Non-existent config key: K" (files), AssertionError
             # "Non-existent key: K" (lists); anything else (renamed keys, ...) passes through.
@@ -262,7 +319,11 @@ def load_config(
 
     detectron2's defaults + DeepLab's + Contextrast's keys (:func:`get_contextrast_cfg`), then the
     file, then the ``KEY VALUE`` overrides (:func:`merge_config`: an unknown key raises
-    :class:`UnknownConfigKeyError` naming the closest keys), then ``weights`` / ``device``.
+    :class:`UnknownConfigKeyError` naming the closest keys), then ``weights`` / ``device``. Every
+    ``MODEL.CONTEXTRAST`` value is then checked (:mod:`contextrast.config_checks`), whether
+    Contextrast is enabled or not, before any caller writes the config anywhere; settings that
+    make the contrastive term a no-op (``START_ITER >= SOLVER.MAX_ITER``, ...) are logged as
+    warnings.
 
     Args:
         config_file: YAML config of the project ("" = the defaults only).
@@ -274,6 +335,11 @@ def load_config(
 
     Returns:
         The config (a detectron2 ``CfgNode``).
+
+    Raises:
+        UnknownConfigKeyError: an unknown key.
+        ValueError: a bad ``MODEL.CONTEXTRAST`` value (naming the key, the value and what it
+            accepts), or an integer for a float key in the file.
     """
     cfg = get_contextrast_cfg()
     merge_config(cfg, config_file, list(opts))
@@ -281,6 +347,8 @@ def load_config(
         cfg.MODEL.WEIGHTS = weights
     if device:
         cfg.MODEL.DEVICE = device
+    for warning in check_contextrast_config(cfg):
+        logger.warning("%s", warning)
     if freeze:
         cfg.freeze()
         check_device(cfg)

@@ -7,6 +7,7 @@ from .checkpointer import (
     CheckpointMismatchError,
     ContextrastCheckpointer,
     LoadReport,
+    UnreadableCheckpointError,
     atomic_write,
 )
 
@@ -17,5 +18,6 @@ __all__ = [
     "CheckpointMismatchError",
     "ContextrastCheckpointer",
     "LoadReport",
+    "UnreadableCheckpointError",
     "atomic_write",
 ]

@@ -38,6 +38,7 @@ __all__ = [
     "CheckpointMismatchError",
     "ContextrastCheckpointer",
     "LoadReport",
+    "UnreadableCheckpointError",
     "atomic_write",
 ]
 
@@ -54,6 +55,10 @@ _DDP_PREFIX = "module."  # what a (Distributed)DataParallel wrapper adds to ever
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint does not fit the model (raised with ``MODEL.WEIGHTS_STRICT`` and ``exact``)."""
+
+
+class UnreadableCheckpointError(RuntimeError):
+    """A checkpoint file exists but cannot be read (empty, truncated, not a torch file)."""
 
 
 @dataclass
@@ -211,6 +216,15 @@ class ContextrastCheckpointer(DetectionCheckpointer):
 
     # ---- loading --------------------------------------------------------------------------
     def load(self, path, *args, **kwargs):
+        """``Checkpointer.load``, with the file named when it is missing or unreadable.
+
+        Raises:
+            FileNotFoundError: a local ``path`` that does not exist (URLs are fetched as before).
+            UnreadableCheckpointError: a file torch cannot load (empty, truncated, ...).
+            CheckpointMismatchError: see the module docstring.
+        """
+        if path and "://" not in path and not os.path.isfile(path):
+            raise FileNotFoundError(f"Checkpoint {path} not found (no such file)")
         self._loading = path
         try:
             return super().load(path, *args, **kwargs)
@@ -222,8 +236,12 @@ class ContextrastCheckpointer(DetectionCheckpointer):
             return super()._torch_load(f)
         except Exception as e:
             others = sorted(glob.glob(os.path.join(os.path.dirname(f) or ".", "*.pth")))
-            raise RuntimeError(
-                f"Cannot read checkpoint {f} ({type(e).__name__}: {e}). It may be truncated, "
+            if os.path.isfile(f) and os.path.getsize(f) == 0:
+                reason = "the file is empty"
+            else:
+                reason = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            raise UnreadableCheckpointError(
+                f"Cannot read checkpoint {f} ({reason}). It may be truncated, "
                 f"e.g. written by a job that was killed while saving without atomic writes. "
                 f"Checkpoints in its folder: {[os.path.basename(p) for p in others]}; point "
                 "MODEL.WEIGHTS at another one, or 'last_checkpoint' at it to --resume from it."

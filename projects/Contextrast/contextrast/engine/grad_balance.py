@@ -20,6 +20,7 @@ from torch import Tensor
 
 __all__ = [
     "BalanceRow",
+    "BalanceSetting",
     "measure_config",
     "CONTRASTIVE_LOSSES",
     "format_table",
@@ -162,6 +163,26 @@ def format_table(rows: Sequence[BalanceRow]) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class BalanceSetting:
+    """What the contrastive term is at the iteration :func:`measure_config` measured."""
+
+    iteration: int  # the training iteration the losses were computed at
+    alpha: float  # the projection heads' loss weight there (WARMUP_ITERS)
+    start_iter: int  # MODEL.CONTEXTRAST.START_ITER
+    grad_scale: float  # multiplier of the heads' gradient into the network (0 before START_ITER)
+
+    def describe(self) -> str:
+        """One line for a report header."""
+        text = f"iteration {self.iteration} (alpha {self.alpha:g}"
+        if self.iteration < self.start_iter:
+            return (
+                f"{text}; before MODEL.CONTEXTRAST.START_ITER = {self.start_iter}: no contrastive "
+                "gradient reaches the network, so every contrastive norm is 0)"
+            )
+        return f"{text}, gradient into the network x {self.grad_scale:g})"
+
+
 def measure_config(cfg, num_batches: int, iteration: Optional[int] = None):
     """:func:`gradient_balance` of a config: the model built and its ``MODEL.WEIGHTS`` loaded as
     for training, on the first ``num_batches`` batches of its training loader (seeded by
@@ -170,18 +191,23 @@ def measure_config(cfg, num_batches: int, iteration: Optional[int] = None):
     Args:
         cfg: a Contextrast config (``MODEL.CONTEXTRAST.ENABLED``).
         num_batches: >= 1.
-        iteration: iteration of the losses; None = the checkpoint's, else 0.
+        iteration: training iteration of the losses (>= 0); None = the one training runs next
+            from the checkpoint (its ``iteration``, the last one it finished, + 1; 0 without
+            one), where a resumed run would apply the warm-up and ``START_ITER``.
 
     Returns:
-        (rows, iteration, alpha at that iteration).
+        (rows, :class:`BalanceSetting` at that iteration).
 
     Raises:
-        ValueError: Contextrast disabled, or ``num_batches`` < 1.
+        ValueError: Contextrast disabled, ``num_batches`` < 1 or ``iteration`` < 0.
+        FileNotFoundError, UnreadableCheckpointError: ``MODEL.WEIGHTS`` is missing or cannot be
+            read.
         CheckpointMismatchError: ``MODEL.WEIGHTS`` is of another architecture or class count.
     """
     from detectron2.utils.env import seed_all_rng
 
     from ..checkpoint import ContextrastCheckpointer
+    from ..modeling.contrast import ContrastGradientGate
     from .trainer import ContextrastTrainer
 
     if not cfg.MODEL.CONTEXTRAST.ENABLED:
@@ -191,12 +217,22 @@ def measure_config(cfg, num_batches: int, iteration: Optional[int] = None):
         )
     if num_batches < 1:
         raise ValueError(f"num_batches = {num_batches}: expected at least 1")
+    if iteration is not None and iteration < 0:
+        raise ValueError(f"iteration = {iteration}: expected a training iteration >= 0")
     seed_all_rng(cfg.SEED if cfg.SEED >= 0 else 0)
     model = ContextrastTrainer.build_model(cfg)
     checkpoint = ContextrastCheckpointer(model).load(cfg.MODEL.WEIGHTS) if cfg.MODEL.WEIGHTS else {}
     if iteration is None:
-        iteration = int(checkpoint.get("iteration", 0))
+        # A checkpoint's "iteration" is the last one it finished; training resumes at the next.
+        iteration = int(checkpoint["iteration"]) + 1 if "iteration" in checkpoint else 0
     loader = ContextrastTrainer.build_train_loader(cfg)
     batches = list(itertools.islice(iter(loader), num_batches))
     rows = gradient_balance(model, batches, iteration=iteration)
-    return rows, iteration, model.criterion.effective_weight(iteration)
+    gate = ContrastGradientGate(cfg)
+    setting = BalanceSetting(
+        iteration=iteration,
+        alpha=model.criterion.effective_weight(iteration),
+        start_iter=gate.start_iter,
+        grad_scale=gate.scale_at(iteration),
+    )
+    return rows, setting

@@ -5,7 +5,10 @@ the head's own features). :class:`ContrastGradientGate` sits between such a feat
 projection head: an identity in the forward pass that shapes the gradient the head sends back:
 
 - before ``start_iter`` the head reads a detached feature (it learns; the network does not);
-- the gradient is multiplied by ``grad_scale`` (1 = the paper, 0 = detached);
+- the gradient is multiplied by ``grad_scale`` (1 = the paper, 0 = detached); with ``start_iter``
+  > 0 that factor ramps from 0 to ``grad_scale`` over ``warmup_iters`` iterations from
+  ``start_iter``, so that the network's contrastive push starts gently (alpha, the heads' own
+  loss weight, is not reset there: see ``ContextrastCriterion.effective_weight``);
 - with ``ratio_cap > 0`` its norm is capped at ``ratio_cap`` times the norm of the gradient the
   rest of the network sends to the same feature in the same backward pass.
 
@@ -17,12 +20,13 @@ run is exact and no state reaches a checkpoint. Under distributed training each 
 own gradients before DDP averages them.
 """
 
-import math
 from typing import Dict, List, Optional
 
 import torch
 from detectron2.config import configurable
 from torch import Tensor
+
+from ...config_checks import check_contextrast_values
 
 __all__ = ["ContrastGradientGate", "scale_gradient"]
 
@@ -70,30 +74,40 @@ def scale_gradient(x: Tensor, scale: float) -> Tensor:
 
 
 class ContrastGradientGate:
-    """Applies ``MODEL.CONTEXTRAST.{START_ITER, FEATURE_GRAD_SCALE, GRAD_RATIO_CAP}`` to the
-    features the projection heads read. Stateless between steps (no parameters or buffers)."""
+    """Applies ``MODEL.CONTEXTRAST.{START_ITER, FEATURE_GRAD_SCALE, GRAD_RATIO_CAP}`` (and
+    ``WARMUP_ITERS`` from ``START_ITER``) to the features the projection heads read. Stateless
+    between steps (no parameters or buffers)."""
 
     @configurable
-    def __init__(self, *, start_iter: int = 0, grad_scale: float = 1.0, ratio_cap: float = 0.0):
+    def __init__(
+        self,
+        *,
+        start_iter: int = 0,
+        grad_scale: float = 1.0,
+        ratio_cap: float = 0.0,
+        warmup_iters: int = 0,
+    ):
         """
         Args:
             start_iter: first iteration at which gradient reaches the network.
             grad_scale: multiplier of the gradient the heads send into the features (>= 0).
             ratio_cap: cap of its norm relative to the rest of the feature's gradient (> 0), or
                 0 for no cap.
+            warmup_iters: with ``start_iter`` > 0, iterations over which the multiplier ramps
+                linearly from 0 to ``grad_scale``, from ``start_iter`` (0 = no ramp).
         """
-        for key, value in (("FEATURE_GRAD_SCALE", grad_scale), ("GRAD_RATIO_CAP", ratio_cap)):
-            if not (isinstance(value, (int, float)) and 0 <= value < math.inf):
-                raise ValueError(
-                    f"MODEL.CONTEXTRAST.{key} = {value!r}: expected a finite number >= 0"
-                )
-        if not isinstance(start_iter, int) or start_iter < 0:
-            raise ValueError(
-                f"MODEL.CONTEXTRAST.START_ITER = {start_iter!r}: expected an integer >= 0"
-            )
+        check_contextrast_values(
+            {
+                "START_ITER": start_iter,
+                "FEATURE_GRAD_SCALE": grad_scale,
+                "GRAD_RATIO_CAP": ratio_cap,
+                "WARMUP_ITERS": warmup_iters,
+            }
+        )
         self.start_iter = start_iter
         self.grad_scale = float(grad_scale)
         self.ratio_cap = float(ratio_cap)
+        self.warmup_iters = warmup_iters
         # Per feature, the scale the cap applied in the latest backward pass (device scalars).
         self.last_cap_scales: Dict[str, Tensor] = {}
 
@@ -104,7 +118,20 @@ class ContrastGradientGate:
             "start_iter": c.START_ITER,
             "grad_scale": c.FEATURE_GRAD_SCALE,
             "ratio_cap": c.GRAD_RATIO_CAP,
+            "warmup_iters": c.WARMUP_ITERS,
         }
+
+    def scale_at(self, iteration: int) -> float:
+        """The multiplier of the heads' gradient into the network at a training iteration: 0
+        before ``start_iter``, then ``grad_scale`` (ramped from ``start_iter`` when both
+        ``start_iter`` and ``warmup_iters`` are > 0; with ``start_iter`` 0 the ramp of alpha
+        already starts the network's contrastive gradient from 0)."""
+        if iteration < self.start_iter:
+            return 0.0
+        if self.start_iter == 0 or self.warmup_iters <= 0:
+            return self.grad_scale
+        ramp = min(1.0, (iteration - self.start_iter + 1) / self.warmup_iters)
+        return self.grad_scale * ramp
 
     @property
     def is_identity(self) -> bool:
@@ -121,14 +148,15 @@ class ContrastGradientGate:
         Returns:
             ``x`` (same values) for the projection head, with the gated gradient.
         """
-        if iteration < self.start_iter or self.grad_scale == 0.0 or not x.requires_grad:
+        scale = self.scale_at(iteration)
+        if scale == 0.0 or not x.requires_grad:
             return x.detach()
         if self.ratio_cap == 0.0:
-            return scale_gradient(x, self.grad_scale)
+            return scale_gradient(x, scale)
         holder = _Holder()
         x.register_hook(self._cap_hook(name, holder))
         # The holder receives the scaled gradient; the hook caps what it received.
-        return _GateGrad.apply(x, self.grad_scale, holder)
+        return _GateGrad.apply(x, scale, holder)
 
     def _cap_hook(self, name: str, holder: _Holder):
         cap = self.ratio_cap

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ...config_checks import ERROR_MAP_READINGS, TIE_BREAKS
 from .edt import squared_distance_to_other_label
 
 __all__ = [
@@ -25,9 +26,6 @@ __all__ = [
     "error_regions",
     "select_boundary_negatives",
 ]
-
-ERROR_MAP_READINGS = ("fp", "fn")
-TIE_BREAKS = ("random", "raster")
 
 
 @dataclass

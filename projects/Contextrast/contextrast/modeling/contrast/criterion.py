@@ -11,10 +11,11 @@ import torch.nn.functional as F
 from detectron2.config import configurable
 from torch import Tensor
 
+from ...config_checks import check_contextrast_values
 from .anchors import class_anchors, mix_anchors
-from .bane import ERROR_MAP_READINGS, TIE_BREAKS, BaneSelection, select_boundary_negatives
-from .loss import LOSS_AVERAGES, pixel_anchor_loss
-from .sampling import SAMPLING_CAPS, sample_negatives, sample_positives
+from .bane import BaneSelection, select_boundary_negatives
+from .loss import pixel_anchor_loss
+from .sampling import sample_negatives, sample_positives
 
 __all__ = ["ContextrastCriterion"]
 
@@ -44,7 +45,6 @@ class ContextrastCriterion:
         layer_weights: Sequence[float],
         loss_weight: float,
         warmup_iters: int,
-        start_iter: int = 0,
         detach_anchors: bool = False,
         anchor_weight_low: float,
         anchor_weight_high: float,
@@ -64,10 +64,9 @@ class ContextrastCriterion:
         self.num_classes = num_classes
         self.ignore_value = ignore_value
         self.temperature = temperature
-        self.layer_weights = [float(w) for w in layer_weights]
+        self.layer_weights = list(layer_weights)
         self.loss_weight = loss_weight
         self.warmup_iters = warmup_iters
-        self.start_iter = start_iter
         self.detach_anchors = detach_anchors
         self.anchor_weight_low = anchor_weight_low
         self.anchor_weight_high = anchor_weight_high
@@ -82,52 +81,31 @@ class ContextrastCriterion:
         self.bane_tie_break = bane_tie_break
         self.sampling_caps = sampling_caps
         self._validate()
+        self.layer_weights = [float(w) for w in self.layer_weights]
 
     def _validate(self) -> None:
-        def bad(key, value, expected):
-            raise ValueError(f"MODEL.CONTEXTRAST.{key} = {value!r}: expected {expected}")
-
-        def non_negative(x) -> bool:  # False for NaN and Inf too (YAML can spell .nan / .inf)
-            return 0 <= x < float("inf")
-
-        if not self.in_features:
-            bad("IN_FEATURES", self.in_features, "at least one backbone feature name")
-        if len(set(self.in_features)) != len(self.in_features):
-            bad("IN_FEATURES", self.in_features, "distinct feature names")
-        if len(self.layer_weights) != len(self.in_features):
-            expected = f"{len(self.in_features)} weights, one per IN_FEATURES entry"
-            bad("LAYER_WEIGHTS", self.layer_weights, f"{expected} {self.in_features}")
-        if not all(non_negative(w) for w in self.layer_weights):
-            bad("LAYER_WEIGHTS", self.layer_weights, "finite non-negative weights")
-        if not 0 < self.temperature < float("inf"):
-            bad("TEMPERATURE", self.temperature, "a positive number")
-        if not non_negative(self.loss_weight):
-            bad("LOSS_WEIGHT", self.loss_weight, "a finite non-negative number")
-        weights = (self.anchor_weight_low, self.anchor_weight_high)
-        if not all(non_negative(w) for w in weights) or sum(weights) <= 0:
-            bad("ANCHOR_WEIGHT_LOW/ANCHOR_WEIGHT_HIGH", weights,
-                "finite non-negative weights, not both zero")  # fmt: skip
-        if self.warmup_iters < 0:
-            bad("WARMUP_ITERS", self.warmup_iters, "a non-negative integer")
-        if not isinstance(self.start_iter, int) or self.start_iter < 0:
-            bad("START_ITER", self.start_iter, "a non-negative integer")
-        if not isinstance(self.detach_anchors, bool):
-            bad("DETACH_ANCHORS", self.detach_anchors, "True or False")
-        if self.max_positives < 1:
-            bad("MAX_POSITIVES", self.max_positives, "a positive integer")
-        if not 0 <= self.min_negatives <= self.max_negatives or self.max_negatives < 1:
-            bad("MIN_NEGATIVES/MAX_NEGATIVES", (self.min_negatives, self.max_negatives),
-                "0 <= MIN_NEGATIVES <= MAX_NEGATIVES and MAX_NEGATIVES >= 1")  # fmt: skip
-        if not 0.0 < self.bane_top_k_ratio <= 1.0:
-            bad("BANE.TOP_K_RATIO", self.bane_top_k_ratio, "a value in (0, 1]")
-        if self.bane_error_map not in ERROR_MAP_READINGS:
-            bad("BANE.ERROR_MAP", self.bane_error_map, f"one of {ERROR_MAP_READINGS}")
-        if self.bane_tie_break not in TIE_BREAKS:
-            bad("BANE.TIE_BREAK", self.bane_tie_break, f"one of {TIE_BREAKS}")
-        if self.loss_average not in LOSS_AVERAGES:
-            bad("LOSS_AVERAGE", self.loss_average, f"one of {LOSS_AVERAGES}")
-        if self.sampling_caps not in SAMPLING_CAPS:
-            bad("SAMPLING_CAPS", self.sampling_caps, f"one of {SAMPLING_CAPS}")
+        check_contextrast_values(
+            {
+                "IN_FEATURES": self.in_features,
+                "LAYER_WEIGHTS": self.layer_weights,
+                "TEMPERATURE": self.temperature,
+                "LOSS_WEIGHT": self.loss_weight,
+                "WARMUP_ITERS": self.warmup_iters,
+                "DETACH_ANCHORS": self.detach_anchors,
+                "ANCHOR_WEIGHT_LOW": self.anchor_weight_low,
+                "ANCHOR_WEIGHT_HIGH": self.anchor_weight_high,
+                "NORMALIZE_BEFORE_MIX": self.normalize_before_mix,
+                "LOSS_AVERAGE": self.loss_average,
+                "MAX_POSITIVES": self.max_positives,
+                "MIN_NEGATIVES": self.min_negatives,
+                "MAX_NEGATIVES": self.max_negatives,
+                "BANE.ENABLED": self.bane_enabled,
+                "BANE.TOP_K_RATIO": self.bane_top_k_ratio,
+                "BANE.ERROR_MAP": self.bane_error_map,
+                "BANE.TIE_BREAK": self.bane_tie_break,
+                "SAMPLING_CAPS": self.sampling_caps,
+            }
+        )
 
     @classmethod
     def from_config(cls, cfg):
@@ -140,7 +118,6 @@ class ContextrastCriterion:
             "layer_weights": c.LAYER_WEIGHTS,
             "loss_weight": c.LOSS_WEIGHT,
             "warmup_iters": c.WARMUP_ITERS,
-            "start_iter": c.START_ITER,
             "detach_anchors": c.DETACH_ANCHORS,
             "anchor_weight_low": c.ANCHOR_WEIGHT_LOW,
             "anchor_weight_high": c.ANCHOR_WEIGHT_HIGH,
@@ -157,15 +134,17 @@ class ContextrastCriterion:
         }
 
     def effective_weight(self, iteration: int) -> float:
-        """alpha, ramped linearly from 0 over ``warmup_iters`` iterations from ``start_iter``.
+        """alpha at a training iteration: ramped linearly from 0 over ``warmup_iters`` iterations
+        from iteration 0 (``loss_weight / warmup_iters`` at 0, ``loss_weight`` from
+        ``warmup_iters - 1`` on).
 
-        Before ``start_iter`` the projection heads read detached features
-        (:class:`~.balance.ContrastGradientGate`) and learn at the full alpha, so that the
-        network's first contrastive gradients come from trained heads, not random ones.
+        ``MODEL.CONTEXTRAST.START_ITER`` leaves alpha alone: it is the projection heads' own loss
+        weight, and they train from iteration 0 (on detached features before START_ITER, see
+        :class:`~.balance.ContrastGradientGate`, which ramps what reaches the network instead).
         """
-        if self.warmup_iters <= 0 or iteration < self.start_iter:
+        if self.warmup_iters <= 0:
             return self.loss_weight
-        return self.loss_weight * min(1.0, (iteration - self.start_iter + 1) / self.warmup_iters)
+        return self.loss_weight * min(1.0, (iteration + 1) / self.warmup_iters)
 
     def __call__(
         self, embeddings: Dict[str, Tensor], logits: Tensor, targets: Tensor, iteration: int = 0

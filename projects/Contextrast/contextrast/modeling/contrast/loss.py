@@ -19,11 +19,11 @@ import torch
 from detectron2.utils import comm
 from torch import Tensor
 
+from ...config_checks import LOSS_AVERAGES
 from .anchors import all_reduce_sum
 
 __all__ = ["LOSS_AVERAGES", "pixel_anchor_loss", "all_logsumexp"]
 
-LOSS_AVERAGES = ("present", "valid")
 
 # Finite stand-in for log(0): exp() of it is exactly 0 in float32, and unlike -inf its gradient
 # through logsumexp stays finite.

@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from detectron2.utils import comm
 from torch import Tensor
 
-__all__ = ["SAMPLING_CAPS", "sample_positives", "sample_negatives"]
+from ...config_checks import SAMPLING_CAPS
 
-SAMPLING_CAPS = ("global", "per_process")
+__all__ = ["SAMPLING_CAPS", "sample_positives", "sample_negatives"]
 
 
 def _all_gather(x: Tensor) -> Tensor:

@@ -18,12 +18,10 @@ from detectron2.structures import ImageList
 from detectron2.utils.events import get_event_storage
 from torch import Tensor
 
-from ...config_checks import check_contextrast_values
+from ...config_checks import FEATURE_SOURCES, check_contextrast_values
 from ..contrast import ContextrastCriterion, ContrastGradientGate, build_contrast_heads
 
 __all__ = ["ContextrastSegmentor", "FEATURE_SOURCES"]
-
-FEATURE_SOURCES = ("backbone", "head")
 
 
 def _stage_order(backbone: Backbone) -> List[str]:
@@ -157,7 +155,9 @@ class ContextrastSegmentor(nn.Module):
 
     def _layout(self, images: Tensor) -> Tensor:
         """The network's memory format (a copy only in channels-last mode)."""
-        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+        return (
+            images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+        )
 
     def _normalize(self, images: Tensor) -> Tensor:
         return (images - self.pixel_mean) / self.pixel_std
@@ -211,7 +211,7 @@ class ContextrastSegmentor(nn.Module):
             name: head(features[name] if gate is None else gate(name, features[name], storage.iter))
             for name, head in self.contrast_heads.items()
         }
-        losses, stats = self.criterion(embeddings, logits, targets, iteration=0)
+        losses, stats = self.criterion(embeddings, logits, targets, iteration=storage.iter)
         if storage.iter % self.log_period == 0:
             if gate is not None:  # the cap's scales of the previous step's backward pass
                 stats.update(gate.stats(list(self.contrast_heads)))
