@@ -28,7 +28,7 @@ import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from study_ablations import load_run
-from study_report import mean_std
+from study_report import emit_markdown, mean_std
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 # Thin and small classes first in the per-class table: what the method's claims are about.
@@ -282,12 +282,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if stem:
             plot_gain_vs_cosine(points, stem + "_gain_vs_cosine.png")
             lines += ["", f"![gain vs gradient]({os.path.basename(stem)}_gain_vs_cosine.png)"]
-    text = "\n".join(lines) + "\n"
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(text)
-        logger.info("wrote %s", os.path.relpath(args.output, ROOT))
-    sys.stdout.write(text)
+    emit_markdown("\n".join(lines) + "\n", args.output, logger)
     return 0
 
 

@@ -62,15 +62,16 @@ def build_parts(model, batch: List[Dict], iteration: int) -> Dict[str, Callable[
     targets = ImageList.from_tensors(
         [x["sem_seg"] for x in batch], model.size_divisibility, head.ignore_value
     ).tensor
+    features = model.backbone(images)  # with autograd: which outputs need a gradient
+    needs_grad = {k: v.requires_grad for k, v in features.items()}  # False below FREEZE_AT
+    features = {k: v.detach() for k, v in features.items()}
     with torch.no_grad():
-        features = model.backbone(images)
         outputs = head.layers(features)
-    trainable_input = any(p.requires_grad for p in model.backbone.parameters())
     parts = {"backbone": _fwd_bwd(lambda: model.backbone(images))}
     if hasattr(head, "decoder") and "aspp" in outputs:
         aspp_in, low_in = head.in_features[-1], head.in_features[0]
-        res5 = _leaf(features[aspp_in], trainable_input)
-        low = _leaf(features[low_in], trainable_input)
+        res5 = _leaf(features[aspp_in], needs_grad[aspp_in])
+        low = _leaf(features[low_in], needs_grad[low_in])
         aspp = _leaf(outputs["aspp"], True)
         parts["ASPP"] = _fwd_bwd(lambda: {"y": head.decoder[aspp_in]["project_conv"](res5)})
 
@@ -87,7 +88,7 @@ def build_parts(model, batch: List[Dict], iteration: int) -> Dict[str, Callable[
             lambda: head.losses({"sem_seg": head.predictor(fused)}, targets)
         )
     else:
-        feats = {k: _leaf(v, trainable_input) for k, v in features.items()}
+        feats = {k: _leaf(v, needs_grad[k]) for k, v in features.items()}
         parts["head + CE loss"] = _fwd_bwd(lambda: head.losses(head.layers(feats), targets))
     if model.criterion is not None:
         source = outputs if model.feature_source == "head" else features

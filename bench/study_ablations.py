@@ -21,7 +21,7 @@ import os
 import sys
 from typing import Dict, List, Optional, Sequence
 
-from study_report import mean_std
+from study_report import emit_markdown, mean_std
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 # Thin structures, below 10 IoU for CE only in the CamVid studies: reported separately.
@@ -228,12 +228,7 @@ def main(argv=None) -> int:
         f"`{args.screen_checkpoint}`. The last column is the mean IoU of the thin classes over the "
         "variant's seeds.",
     ]
-    text = "\n".join(lines) + "\n"
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(text)
-        logger.info("wrote %s", os.path.relpath(args.output, ROOT))
-    sys.stdout.write(text)
+    emit_markdown("\n".join(lines) + "\n", args.output, logger)
     return 0
 
 

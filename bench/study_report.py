@@ -7,9 +7,10 @@ losses from ``metrics.json``: mean over seeds, min-max band), next to it.
 
 import os
 import statistics
-from typing import Dict, List, Sequence
+import sys
+from typing import Dict, List, Optional, Sequence
 
-__all__ = ["write_report", "mean_std"]
+__all__ = ["write_report", "mean_std", "emit_markdown"]
 
 
 def portable(path: str) -> str:
@@ -21,6 +22,15 @@ def portable(path: str) -> str:
     if os.path.commonpath([root, path]) == root:
         return os.path.relpath(path, root)
     return "/path/to/" + "/".join(path.rstrip("/").split("/")[-2:])
+
+
+def emit_markdown(text: str, path: Optional[str], logger) -> None:
+    """Write a generated table to ``path`` (when given) and to standard output."""
+    if path:
+        with open(path, "w") as f:
+            f.write(text)
+        logger.info("wrote %s", portable(os.path.abspath(path)))
+    sys.stdout.write(text)
 
 
 def mean_std(values: Sequence[float]):
