@@ -143,6 +143,16 @@ def test_bad_value_on_resume_leaves_the_run_folder_alone(tmp_path):
     assert {p.name: p.read_text() for p in out.iterdir()} == before
 
 
+def test_no_op_warning_reaches_the_runs_log(tmp_path):
+    """load_config warns before the run's log file exists; train_net's log.txt keeps the warning."""
+    out = tmp_path / "run"
+    opts = TINY_OPTS + ["MODEL.CONTEXTRAST.START_ITER", "100", "SOLVER.MAX_ITER", "1",
+                        "DATASETS.TEST", "()"]  # fmt: skip
+    log = str(tmp_path / "stdout.txt")
+    assert run(train_net_cmd(str(out), opts), log, timeout=300).returncode == 0
+    assert "START_ITER = 100 >= SOLVER.MAX_ITER = 1" in (out / "log.txt").read_text()
+
+
 def test_unknown_projection_head_names_registry():
     with pytest.raises(KeyError, match="CONTRAST_HEADS"):
         ContextrastTrainer.build_model(

@@ -23,6 +23,8 @@ from detectron2.utils import comm
 from detectron2.utils.collect_env import collect_env_info
 from detectron2.utils.logger import setup_logger
 
+from ..config_checks import contextrast_config_warnings
+
 __all__ = ["configure_determinism", "write_env_info", "contextrast_setup"]
 
 logger = logging.getLogger(__name__)
@@ -87,5 +89,8 @@ def contextrast_setup(cfg, args) -> None:
     default_setup(cfg, args)
     # The project's own loggers ("contextrast.*") go to the console and log.txt like detectron2's.
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="contextrast")
+    # load_config warned before any log file existed; the run's log.txt keeps them too.
+    for warning in contextrast_config_warnings(cfg):
+        logger.warning("%s", warning)
     configure_determinism(cfg)
     write_env_info(cfg.OUTPUT_DIR)
