@@ -91,7 +91,8 @@ def test_variant_of_a_recipe_moved_into_yaml_shows_the_keys_that_differ(tmp_path
               "SOLVER.CHECKPOINT_PERIOD", "200", "INPUT.MIN_SIZE_TRAIN", "(288, 432)",
               "INPUT.CROP.SIZE", "(240, 320)", "TEST.EVAL_PERIOD", "0", "DATALOADER.NUM_WORKERS",
               "1", "MODEL.WEIGHTS", "output/pretrained/efficientnet_lite0.pth"]  # fmt: skip
-    default = dict(_result(0, 48.0), config="configs/camvid/lite0_deeplabv3plus_contextrast.yaml")
+    paper = "configs/camvid/lite0_deeplabv3plus_contextrast_paper.yaml"  # the recipe's base
+    default = dict(_result(0, 48.0), config=paper)
     default["opts"] = ["SEED", "0"] + recipe
     _write(base, "ccl_bane", 0, default, committed=True)
     variant = dict(_result(0, 49.0), config="configs/camvid/study/lite0_ccl_bane.yaml")
