@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import timm
 import torch
-import yaml
 from helpers import CONFIGS_DIR
 from PIL import Image
 from timm.data import ImageNetInfo
 
+from contextrast.config import load_config
 from contextrast.modeling.backbone.efficientnet_lite_weights import (
     PIXEL_MEAN,
     PIXEL_STD,
@@ -128,6 +128,5 @@ def test_weights_expect_inputs_scaled_by_127_128(classifier, camvid_frames):
 @pytest.mark.parametrize("dataset", ["camvid", "cityscapes"])
 def test_lite0_configs_normalise_like_the_weights(dataset):
     path = os.path.join(CONFIGS_DIR, dataset, "lite0_deeplabv3plus_contextrast.yaml")
-    with open(path) as f:
-        model = yaml.safe_load(f)["MODEL"]
-    assert tuple(model["PIXEL_MEAN"]) == PIXEL_MEAN and tuple(model["PIXEL_STD"]) == PIXEL_STD
+    model = load_config(path, freeze=False).MODEL  # the file and the _BASE_ it inherits
+    assert tuple(model.PIXEL_MEAN) == PIXEL_MEAN and tuple(model.PIXEL_STD) == PIXEL_STD
