@@ -75,17 +75,24 @@ def load_setting(spec: str, seeds: Sequence[int]) -> Tuple[str, Dict[int, Dict]]
     return name, runs
 
 
+def _fmt(values: Sequence[float], digits: int, sign: bool = False) -> str:
+    """``mean +- std``, or the single value alone (one seed has no spread)."""
+    values = list(values)
+    m, sd = mean_std(values)
+    spec = f"{'+' if sign else ''}.{digits}f"
+    return f"{m:{spec}}" if len(values) == 1 else f"{m:{spec}} +- {sd:.{digits}f}"
+
+
 def summary_rows(base: Dict[int, Dict], compared: Dict[str, Dict[int, Dict]]) -> List[str]:
     lines = [
         "| setting | seeds | mIoU mean +- std | paired difference to CE only, per seed "
         "| mean +- std | 95% t-interval | seeds above | sign-flip p | rule |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    m, sd = mean_std(r["mIoU"] for r in base.values())
-    lines.append(f"| CE only | {', '.join(map(str, sorted(base)))} | {m:.2f} +- {sd:.2f} "
+    lines.append(f"| CE only | {', '.join(map(str, sorted(base)))} | "
+                 f"{_fmt([r['mIoU'] for r in base.values()], 2)} "
                  "| - | - | - | - | - | - |")  # fmt: skip
     for name, runs in compared.items():
-        m, sd = mean_std(r["mIoU"] for r in runs.values())
         seeds = [s for s in sorted(runs) if s in base]
         deltas = [runs[s]["mIoU"] - base[s]["mIoU"] for s in seeds]
         per_seed = ", ".join(f"{d:+.2f}" for d in deltas) or "-"
@@ -97,7 +104,8 @@ def summary_rows(base: Dict[int, Dict], compared: Dict[str, Dict[int, Dict]]) ->
                      f"{sum(d > 0 for d in deltas)}/{len(deltas)}", f"{sign_flip_p(deltas):.3f}",
                      decision(low, high)]  # fmt: skip
         lines.append(
-            f"| {name} | {', '.join(map(str, sorted(runs)))} | {m:.2f} +- {sd:.2f} | {per_seed} | "
+            f"| {name} | {', '.join(map(str, sorted(runs)))} | "
+            f"{_fmt([r['mIoU'] for r in runs.values()], 2)} | {per_seed} | "
             + " | ".join(cells)
             + " |"
         )
@@ -115,19 +123,14 @@ def class_rows(base: Dict[int, Dict], compared: Dict[str, Dict[int, Dict]]) -> L
         "|---" * (2 + 2 * len(names)) + "|",
     ]
     for c in ordered:
-        m, sd = mean_std(r["per_class_IoU"][c] for r in base.values())
-        cells = [f"{m:.1f} +- {sd:.1f}"]
+        cells = [_fmt([r["per_class_IoU"][c] for r in base.values()], 1)]
         for n in names:
             runs = compared[n]
-            vm, vsd = mean_std(r["per_class_IoU"][c] for r in runs.values())
             d = [
                 runs[s]["per_class_IoU"][c] - base[s]["per_class_IoU"][c] for s in runs if s in base
             ]
-            dm, dsd = mean_std(d)
-            cells += [
-                f"{vm:.1f} +- {vsd:.1f}",
-                f"{dm:+.1f} +- {dsd:.1f} ({sum(x > 0 for x in d)}/{len(d)})",
-            ]
+            delta = f"{_fmt(d, 1, sign=True)} ({sum(x > 0 for x in d)}/{len(d)})" if d else "-"
+            cells += [_fmt([r["per_class_IoU"][c] for r in runs.values()], 1), delta]
         lines.append(f"| {c} | " + " | ".join(cells) + " |")
     return lines
 
