@@ -22,6 +22,12 @@ Presets:
          128 dimensions, evaluated at 360x480; 3 seeds, 1 thread per run. On 2 cores the study
          ran as one process per seed side by side (``--seeds 0``, ``--seeds 1``, ``--seeds 2``,
          same output folder), then ``--report-only --seeds 0 1 2`` wrote the report.
+    lite0_fast  the lite0 preset with the cheaper step (depthwise-separable head, stem and res2
+         frozen, channels-last; configs/camvid/study/lite0_fast_*.yaml): its mIoU cost.
+    lite0_long  the converged CPU regime: the cheaper step for 4000 iterations, 240x320 crops at
+         random scale 0.75-1.5, camvid_val every 800 iterations (configs/camvid/study/
+         lite0_long_*.yaml); seeds 0-4; 80-120 minutes per run on one core
+         (docs/results/camvid_lite0_long.md).
     lite0_gpu  the lite0 networks at full resolution on a GPU (configs/camvid/study/lite0_gpu_*):
          360x480 crops, batch 16, AMP, the paper's 6000 iterations, 256-d embeddings
          (scripts/gpu_checks.sh runs seed 0).
