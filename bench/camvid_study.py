@@ -202,12 +202,13 @@ def run_machine() -> Dict[str, str]:
     flags = set()
     model = platform.processor() or platform.machine()
     if os.path.exists("/proc/cpuinfo"):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
     simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "other"
     return {"cpu": model, "simd": simd, "host": platform.node()}
 
