@@ -128,18 +128,30 @@ def test_yaml_nan_weight_is_rejected(tmp_path):
         demo_cfg("MODEL.CONTEXTRAST.LOSS_WEIGHT", "nan")
 
 
-def test_bad_value_on_resume_leaves_the_run_folder_alone(tmp_path):
-    """A bad override fails where the config is loaded, before train_net writes config.yaml or
-    log.txt into the run folder it would resume."""
+@pytest.mark.parametrize(
+    "opts, message",
+    [
+        # caught where the config is loaded
+        (["MODEL.CONTEXTRAST.START_ITER", "-1"],
+         "MODEL.CONTEXTRAST.START_ITER = -1: expected an integer >= 0"),
+        # caught only by building the model (the backbone knows its stage order): the dry build
+        (["MODEL.CONTEXTRAST.IN_FEATURES", "['res5', 'res2']",
+          "MODEL.CONTEXTRAST.LAYER_WEIGHTS", "[0.1, 1.0]"],
+         "MODEL.CONTEXTRAST.IN_FEATURES = ['res5', 'res2']: list them shallowest first"),
+    ],
+)  # fmt: skip
+def test_bad_value_on_resume_leaves_the_run_folder_alone(tmp_path, opts, message):
+    """A bad override fails before train_net writes config.yaml or log.txt into the run folder it
+    would resume."""
     out = tmp_path / "run"
     out.mkdir()
     before = {"config.yaml": "the config the run trained with\n", "log.txt": "its log\n"}
     for name, text in before.items():
         (out / name).write_text(text)
     log = str(tmp_path / "stdout.txt")
-    cmd = train_net_cmd(str(out), TINY_OPTS + ["MODEL.CONTEXTRAST.START_ITER", "-1"], resume=True)
+    cmd = train_net_cmd(str(out), TINY_OPTS + opts, resume=True)
     assert run(cmd, log, timeout=300).returncode != 0
-    assert "MODEL.CONTEXTRAST.START_ITER = -1: expected an integer >= 0" in tail(log, 5)
+    assert message in tail(log, 5)
     assert {p.name: p.read_text() for p in out.iterdir()} == before
 
 

@@ -24,6 +24,7 @@ from detectron2.utils.collect_env import collect_env_info
 from detectron2.utils.logger import setup_logger
 
 from ..config_checks import contextrast_config_warnings
+from ..modeling import dry_build_model
 
 __all__ = ["configure_determinism", "write_env_info", "contextrast_setup"]
 
@@ -79,13 +80,18 @@ def write_env_info(output_dir: str, path_name: str = ENV_FILE) -> str:
 
 
 def contextrast_setup(cfg, args) -> None:
-    """detectron2's ``default_setup`` (logging, config.yaml, seeding), the project's logger, then
-    determinism and env.txt.
+    """A dry build of the model, detectron2's ``default_setup`` (logging, config.yaml, seeding),
+    the project's logger, then determinism and env.txt.
 
     Args:
         cfg: the frozen config.
         args: the parsed command line (logged by detectron2).
+
+    Raises:
+        The model constructor's error for a config that cannot build, before anything is written
+        to ``OUTPUT_DIR`` (``--resume`` must not overwrite a run's config.yaml with it).
     """
+    dry_build_model(cfg)
     default_setup(cfg, args)
     # The project's own loggers ("contextrast.*") go to the console and log.txt like detectron2's.
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="contextrast")
