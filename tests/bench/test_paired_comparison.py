@@ -31,9 +31,11 @@ def test_t_interval_and_sign_flip_p(pc):
     # Five differences of one sign: only the all-plus and all-minus flips reach |sum|.
     assert pc.sign_flip_p([1.0, 2.0, 0.5, 3.0, 1.5]) == 2 / 32
     assert pc.sign_flip_p([1.0, -1.0]) == 1.0
-    assert pc.decision(0.1, 2.0) == "better than CE only"
-    assert pc.decision(-3.0, -0.1) == "worse than CE only"
-    assert pc.decision(-0.1, 2.0) == "not separable from CE only"
+    assert pc.decision(0.1, 2.0, 5, 5) == "better than CE only"
+    assert pc.decision(-3.0, -0.1, 5, 5) == "worse than CE only"
+    assert pc.decision(-0.1, 2.0, 5, 5) == "not separable from CE only"
+    # The rule decides on the planned pairs only, whatever the interval of fewer says.
+    assert pc.decision(-0.74, -0.44, 2, 5) == "pending: 2 of 5 pairs"
 
 
 def _run_result(seed, miou, thin, curve=True):
@@ -70,6 +72,13 @@ def test_table_pairs_by_seed_orders_thin_classes_first_and_plots(tmp_path):
     assert "| Pole | 10.0 +- 0.0 | 14.0 +- 0.0 | +4.0 +- 0.0 (3/3) |" in text
     assert "test cpu (AVX2)" in text
     assert (tmp_path / "report" / "table_curves.png").stat().st_size > 0
+    # Five seeds planned, three trained: the interval is shown, the rule's verdict is not.
+    cmd[cmd.index("--seeds") + 1 : cmd.index("--baseline")] = ["0", "1", "2", "3", "4"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = next(line for line in out.read_text().splitlines() if line.startswith("| head |"))
+    assert "+2.00 +- 0.50" in row and "pending: 3 of 5 pairs" in row
+    assert "better than" not in row
 
 
 def test_gain_vs_cosine_reads_the_screen_cell(tmp_path, pc):
