@@ -143,16 +143,20 @@ def class_rows(base: Dict[int, Dict], compared: Dict[str, Dict[int, Dict]]) -> L
 
 
 def machine_rows(runs: Dict[str, Dict[int, Dict]]) -> List[str]:
+    """One row per run: the CPU it trained on, its wall time and median step time. A resumed
+    run's ``wall_s`` covers only the process that finished it, so its row says so; the median
+    step time covers every logged iteration and compares across runs either way."""
     lines = ["| setting | seed | CPU (instruction set) | wall minutes | step s (median) |",
              "|---|---|---|---|---|"]  # fmt: skip
     for name, by_seed in runs.items():
         for s, r in sorted(by_seed.items()):
             m = r.get("machine") or {}
             cpu = f"{m.get('cpu', '?')} ({m.get('simd', '?')})" if m else "not recorded"
+            wall = f"{r['wall_s'] / 60:.0f}" + (
+                " (resumed: last part only)" if r.get("resumed") else ""
+            )
             step = r.get("step_time_s")
-            lines.append(f"| {name} | {s} | {cpu} | {r['wall_s'] / 60:.0f} | "
-                         f"{step:.2f} |" if step else f"| {name} | {s} | {cpu} | "
-                         f"{r['wall_s'] / 60:.0f} | - |")  # fmt: skip
+            lines.append(f"| {name} | {s} | {cpu} | {wall} | {f'{step:.2f}' if step else '-'} |")
     return lines
 
 

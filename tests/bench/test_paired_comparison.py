@@ -54,6 +54,9 @@ def test_table_pairs_by_seed_orders_thin_classes_first_and_plots(tmp_path):
     for seed, (ce, h) in enumerate([(50.0, 52.0), (51.0, 52.5), (49.0, 51.5)]):
         (base / f"ce_seed{seed}.json").write_text(json.dumps(_run_result(seed, ce, 10.0)))
         (head / f"ccl_bane_seed{seed}.json").write_text(json.dumps(_run_result(seed, h, 14.0)))
+    # Seed 2 of the head recipe finished in a second process: its wall time is that part only.
+    resumed = dict(_run_result(2, 51.5, 14.0), resumed=True)
+    (head / "ccl_bane_seed2.json").write_text(json.dumps(resumed))
     out = tmp_path / "report" / "table.md"
     cmd = [sys.executable, SCRIPT, "--seeds", "0", "1", "2", "--baseline", f"CE only={base}:ce",
            "--compare", f"head={head}:ccl_bane", "--output", str(out)]  # fmt: skip
@@ -70,7 +73,8 @@ def test_table_pairs_by_seed_orders_thin_classes_first_and_plots(tmp_path):
     assert thin == ["Pole", "SignSymbol", "Bicyclist"]
     assert classes.index("Pole") < classes.index("Sky")
     assert "| Pole | 10.0 +- 0.0 | 14.0 +- 0.0 | +4.0 +- 0.0 (3/3) |" in text
-    assert "test cpu (AVX2)" in text
+    assert "| CE only | 2 | test cpu (AVX2) | 10 | 1.00 |" in text
+    assert "| head | 2 | test cpu (AVX2) | 10 (resumed: last part only) | 1.00 |" in text
     assert (tmp_path / "report" / "table_curves.png").stat().st_size > 0
     # Five seeds planned, three trained: the interval is shown, the rule's verdict is not.
     cmd[cmd.index("--seeds") + 1 : cmd.index("--baseline")] = ["0", "1", "2", "3", "4"]
